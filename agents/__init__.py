@@ -1,0 +1,1 @@
+"""Learners that control focal agents (the reciprocity-gradient learner lands here)."""

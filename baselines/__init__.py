@@ -1,0 +1,1 @@
+"""Sample-based baseline learners (REINFORCE, PPO) land here."""

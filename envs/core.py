@@ -1,0 +1,333 @@
+"""The batched game core: the one place where the rules of the game live.
+
+B independent games of N agents step in lock-step. A round (spec §1) is
+
+1. matching: a uniformly random derangement ``recipients`` (donor d gives to ``recipients[d]``)
+   and an independent one ``observers`` (interaction d is watched by ``observers[d]``);
+2. act: donor d intends C with probability p_d(g_d, g_recipient); an intended C is executed as D
+   with probability ``execution_error``; donor pays ``cost``, recipient gains ``benefit``;
+3. assess: observer o(d) emits a signal about d from (g_d, executed a_d, g_recipient), with the
+   reputations as they were at the start of the round; the published signal is flipped with
+   probability ``assessment_error``;
+4. update: with probability ``update_probability`` g_d <- published signal, all at once.
+
+Everything here is vectorised over (B, N); scripted strategies are table look-ups. The
+PettingZoo environments, :func:`reciprocity.envs.simulate`, the reference search and the learners
+are thin shells around :class:`BatchedGame`. A round is split into ``begin_round`` / ``act`` /
+``assess`` so that a shell can let outside controllers (focal agents) decide between the phases;
+``play_round`` does all three for fully table-driven populations.
+
+All randomness of a round is drawn up front into a :class:`RoundNoise` in a fixed order, so the
+same seed gives the same trajectory, and common random numbers across differently-behaving
+games are a matter of passing the same noise (see :meth:`RoundNoise.tile`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from numbers import Real
+
+import numpy as np
+
+from .norms import NUM_ACTION_CONTEXTS, NUM_SIGNAL_CONTEXTS
+
+__all__ = [
+    "BatchedGame",
+    "GameParams",
+    "RoundNoise",
+    "RoundRecord",
+    "random_derangements",
+    "sample_round_noise",
+]
+
+
+def _check_real(name: str, value, low: float, high: float, *, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class GameParams:
+    """The institution: public rules of the game, shared by every agent.
+
+    Attributes:
+        num_agents: N >= 2.
+        benefit: b > 0, gained by a recipient per executed cooperation.
+        cost: c >= 0, paid by a donor per executed cooperation.
+        execution_error: e in [0, 1), probability that an intended C is executed as D.
+        assessment_error: mu in [0, 0.5], probability that a published signal is flipped.
+        update_probability: u in [0, 1], probability that a donor's reputation is replaced by the
+            published signal about it at the end of the round.
+        initial_reputation: ``"good"``, ``"bad"`` or p0 in [0, 1] (each agent Good w.p. p0).
+    """
+
+    num_agents: int
+    benefit: float
+    cost: float
+    execution_error: float = 0.0
+    assessment_error: float = 0.0
+    update_probability: float = 1.0
+    initial_reputation: str | float = "good"
+
+    def __post_init__(self):
+        n = self.num_agents
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
+            raise ValueError(f"population: needs at least 2 agents, got num_agents={n!r}")
+        _check_real("benefit", self.benefit, 0.0, math.inf, low_open=True, high_open=True)
+        _check_real("cost", self.cost, 0.0, math.inf, high_open=True)
+        _check_real("execution_error", self.execution_error, 0.0, 1.0, high_open=True)
+        _check_real("assessment_error", self.assessment_error, 0.0, 0.5)
+        _check_real("update_probability", self.update_probability, 0.0, 1.0)
+        init = self.initial_reputation
+        if isinstance(init, str):
+            if init not in ("good", "bad"):
+                raise ValueError(
+                    f"initial_reputation must be 'good', 'bad' or a probability, got {init!r}"
+                )
+        else:
+            _check_real("initial_reputation", init, 0.0, 1.0)
+
+
+@dataclass
+class RoundNoise:
+    """Every random draw of one round, arrays of shape (B, N) indexed by donor.
+
+    ``recipients`` and ``observers`` are derangements (int64); the ``*_u`` fields are uniforms
+    in [0, 1): ``intent_u`` resolves stochastic action rules, ``execution_u`` execution errors,
+    ``signal_u`` stochastic assessment rules, ``assessment_u`` assessment errors (flip), and
+    ``update_u`` whether the reputation update happens.
+    """
+
+    recipients: np.ndarray
+    observers: np.ndarray
+    intent_u: np.ndarray
+    execution_u: np.ndarray
+    signal_u: np.ndarray
+    assessment_u: np.ndarray
+    update_u: np.ndarray
+
+    def tile(self, reps: int) -> RoundNoise:
+        """Common random numbers: repeat the B games ``reps`` times -> batch ``reps * B``.
+
+        Game ``k * B + r`` of the result uses the draws of game ``r``.
+        """
+        return RoundNoise(**{f.name: np.tile(getattr(self, f.name), (reps, 1))
+                             for f in fields(self)})
+
+
+@dataclass
+class RoundRecord:
+    """What happened in one round, arrays of shape (B, N) indexed by donor.
+
+    Public (spec §1): ``recipients``, ``observers``, ``reputation_before``, ``actions``
+    (executed), ``signals`` (published, about the donor), ``reputation_after``.
+    ``payoffs`` (per agent, this round) follow from the public record; ``intents`` (intended
+    actions) are private and are never exposed to other agents by the shells.
+    """
+
+    recipients: np.ndarray
+    observers: np.ndarray
+    reputation_before: np.ndarray
+    actions: np.ndarray
+    signals: np.ndarray
+    reputation_after: np.ndarray
+    payoffs: np.ndarray
+    intents: np.ndarray
+
+    PUBLIC_FIELDS = ("recipients", "observers", "reputation_before", "actions", "signals",
+                     "reputation_after")
+
+    def public(self, game: int | None = None) -> dict[str, np.ndarray]:
+        """The public record as plain numpy arrays (of one game if ``game`` is given)."""
+        if game is None:
+            return {k: getattr(self, k) for k in self.PUBLIC_FIELDS}
+        return {k: getattr(self, k)[game].copy() for k in self.PUBLIC_FIELDS}
+
+
+def random_derangements(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+    """``batch`` independent uniformly random derangements of ``range(n)``, shape (batch, n).
+
+    Rejection sampling from uniform permutations: exact, about e ~ 2.72 draws per row.
+    """
+    identity = np.arange(n)
+    out = np.argsort(rng.random((batch, n)), axis=1)
+    bad = np.flatnonzero((out == identity).any(axis=1))
+    while bad.size:
+        out[bad] = np.argsort(rng.random((bad.size, n)), axis=1)
+        bad = bad[(out[bad] == identity).any(axis=1)]
+    return out
+
+
+def sample_round_noise(rng: np.random.Generator, batch: int, n: int) -> RoundNoise:
+    """Draw all randomness of one round for ``batch`` games of ``n`` agents (fixed order)."""
+    recipients = random_derangements(rng, batch, n)
+    observers = random_derangements(rng, batch, n)
+    u = rng.random((5, batch, n))
+    return RoundNoise(recipients, observers, u[0], u[1], u[2], u[3], u[4])
+
+
+class BatchedGame:
+    """B games x N agents in lock-step.
+
+    Args:
+        params: the institution (:class:`GameParams`).
+        action_table: P(intend C | action context), shape (N, 4) or (B, N, 4), index order.
+        assess_table: P(signal Good | signal context), shape (N, 8) or (B, N, 8), index order.
+            Rows of externally controlled (focal) slots are ignored whenever the caller passes
+            their decisions to :meth:`act` / :meth:`assess`.
+        batch: B, the number of games.
+        seed: seed or ``np.random.Generator``.
+
+    State: ``reputation`` (B, N) int8, ``round`` (completed rounds).
+    """
+
+    def __init__(self, params: GameParams, action_table, assess_table, batch: int = 1,
+                 seed: int | np.random.Generator | None = None):
+        self.params = params
+        n = params.num_agents
+        if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {batch!r}")
+        self.batch = int(batch)
+        self.action_table = self._check_table(action_table, NUM_ACTION_CONTEXTS, "action_table")
+        self.assess_table = self._check_table(assess_table, NUM_SIGNAL_CONTEXTS, "assess_table")
+        self._agents = np.arange(n)
+        self._games = np.arange(self.batch)[:, None]
+        self.reset(seed)
+
+    def _check_table(self, table, k: int, name: str) -> np.ndarray:
+        table = np.asarray(table, dtype=np.float64)
+        n = self.params.num_agents
+        if table.shape not in ((n, k), (self.batch, n, k)):
+            raise ValueError(f"{name} must have shape ({n}, {k}) or ({self.batch}, {n}, {k}), "
+                             f"got {table.shape}")
+        if np.any(~np.isfinite(table)) or np.any(table < 0) or np.any(table > 1):
+            raise ValueError(f"{name} entries must be probabilities in [0, 1]")
+        return table
+
+    # -- state ---------------------------------------------------------------------------------
+    def reset(self, seed: int | np.random.Generator | None = None) -> np.ndarray:
+        """Start new games: fresh RNG (if ``seed`` given) and initial reputations, shape (B, N)."""
+        if seed is not None or not hasattr(self, "rng"):
+            self.rng = seed if isinstance(seed, np.random.Generator) else \
+                np.random.default_rng(seed)
+        init = self.params.initial_reputation
+        shape = (self.batch, self.params.num_agents)
+        if init == "good":
+            self.reputation = np.ones(shape, dtype=np.int8)
+        elif init == "bad":
+            self.reputation = np.zeros(shape, dtype=np.int8)
+        else:
+            self.reputation = (self.rng.random(shape) < init).astype(np.int8)
+        self.round = 0
+        self.noise: RoundNoise | None = None
+        self._pending: dict | None = None
+        return self.reputation
+
+    # -- one round, in three phases ------------------------------------------------------------
+    def begin_round(self, noise: RoundNoise | None = None) -> RoundNoise:
+        """Draw (or accept) the round's matching and noise. Returns it."""
+        if self._pending is not None:
+            raise RuntimeError("begin_round called twice without finishing the round")
+        n = self.params.num_agents
+        if noise is None:
+            noise = sample_round_noise(self.rng, self.batch, n)
+        elif noise.recipients.shape != (self.batch, n):
+            raise ValueError(f"noise has shape {noise.recipients.shape}, "
+                             f"expected ({self.batch}, {n})")
+        self.noise = noise
+        self._pending = {"phase": "act"}
+        return noise
+
+    def action_contexts(self) -> np.ndarray:
+        """Action context ``2 g_d + g_recipient`` of every donor this round, shape (B, N)."""
+        rep = self.reputation
+        return 2 * rep + np.take_along_axis(rep, self.noise.recipients, axis=1)
+
+    def act(self, focal_slots=None, focal_intents=None) -> tuple[np.ndarray, np.ndarray]:
+        """Resolve donations. Returns executed actions (B, N) int8 and payoffs (B, N) float.
+
+        ``focal_slots`` (F,) are slot indices whose intended actions are given by
+        ``focal_intents`` (B, F) in {0, 1}; every other slot follows its action-table row.
+        """
+        if self._pending is None or self._pending["phase"] != "act":
+            raise RuntimeError("act must follow begin_round")
+        p = self.params
+        noise = self.noise
+        ctx = self.action_contexts()
+        prob = self._rows(self.action_table, ctx)
+        intents = (noise.intent_u < prob).astype(np.int8)
+        if focal_slots is not None and len(focal_slots):
+            intents[:, focal_slots] = focal_intents
+        actions = intents & (noise.execution_u >= p.execution_error)
+        coop = actions.astype(np.float64)
+        payoffs = -p.cost * coop
+        received = np.zeros_like(payoffs)
+        np.put_along_axis(received, noise.recipients, p.benefit * coop, axis=1)
+        payoffs += received
+        self._pending = {"phase": "assess", "intents": intents, "actions": actions,
+                         "payoffs": payoffs}
+        return actions, payoffs
+
+    def observed_donors(self) -> np.ndarray:
+        """For every agent j, the donor whose interaction j observes this round, shape (B, N)."""
+        inverse = np.empty_like(self.noise.observers)
+        np.put_along_axis(inverse, self.noise.observers, self._agents[None, :], axis=1)
+        return inverse
+
+    def signal_contexts(self) -> np.ndarray:
+        """Signal context ``4 g_d + 2 g_recipient + a_d`` of every interaction (by donor)."""
+        if self._pending is None or self._pending["phase"] != "assess":
+            raise RuntimeError("signal contexts exist only after act")
+        rep = self.reputation
+        rec = np.take_along_axis(rep, self.noise.recipients, axis=1)
+        return 4 * rep + 2 * rec + self._pending["actions"]
+
+    def assess(self, focal_slots=None, focal_signals=None) -> RoundRecord:
+        """Resolve assessments and the reputation update; ends the round.
+
+        ``focal_signals`` (B, F) are the signals emitted by the focal slots (as observers) about
+        the interaction each observes (see :meth:`observed_donors`). Returns the round record.
+        """
+        if self._pending is None or self._pending["phase"] != "assess":
+            raise RuntimeError("assess must follow act")
+        p = self.params
+        noise = self.noise
+        ctx = self.signal_contexts()
+        prob = self._rows(self.assess_table, ctx, by=noise.observers)
+        signals = (noise.signal_u < prob).astype(np.int8)
+        if focal_slots is not None and len(focal_slots):
+            donors = self.observed_donors()[:, focal_slots]
+            np.put_along_axis(signals, donors, np.asarray(focal_signals, dtype=np.int8), axis=1)
+        published = signals ^ (noise.assessment_u < p.assessment_error)
+        before = self.reputation
+        after = np.where(noise.update_u < p.update_probability, published, before).astype(np.int8)
+        record = RoundRecord(
+            recipients=noise.recipients, observers=noise.observers, reputation_before=before,
+            actions=self._pending["actions"], signals=published.astype(np.int8),
+            reputation_after=after, payoffs=self._pending["payoffs"],
+            intents=self._pending["intents"],
+        )
+        self.reputation = after
+        self.round += 1
+        self._pending = None
+        return record
+
+    def play_round(self, noise: RoundNoise | None = None) -> RoundRecord:
+        """A whole round with every slot following its tables."""
+        self.begin_round(noise)
+        self.act()
+        return self.assess()
+
+    def _rows(self, table: np.ndarray, contexts: np.ndarray, by: np.ndarray | None = None):
+        """Probability table[agent, context] per (game, slot); agent = slot or ``by[game, slot]``."""
+        agents = self._agents[None, :] if by is None else by
+        if table.ndim == 2:
+            return table[agents, contexts]
+        return table[self._games, agents, contexts]
