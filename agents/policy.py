@@ -1,0 +1,125 @@
+"""The policy shared by all learners: an action head and a signal head.
+
+* action head: P(C | x, y) over the 4 action contexts ``2 x + y`` (x = own reputation,
+  y = recipient's reputation);
+* signal head: P(Good | x, y, a) over the 8 signal contexts ``4 x + 2 y + a`` (x = donor's
+  reputation, y = recipient's, a = the donor's executed action).
+
+One :class:`ReputationPolicy` holds many *independent* learners at once, with parameters of
+shape ``(*batch_shape, ...)`` — e.g. ``(seeds, focal_slots)`` — so that seeds and agents train in
+one process with batched tensor operations. Parameterisation: ``"tabular"`` logits (default:
+4 + 8 free logits per learner) or ``"mlp"`` (one small tanh MLP per head and learner, reading the
+context bits). Because the context space is tiny, both kinds are always evaluated on every
+context, so the heads are full probability tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+NUM_ACTION_CONTEXTS = 4
+NUM_SIGNAL_CONTEXTS = 8
+POLICY_KINDS = ("tabular", "mlp")
+
+
+def _context_bits(num_contexts: int, num_bits: int) -> torch.Tensor:
+    """(K, bits) features in {-1, +1}: bit i of the context index, most significant first."""
+    idx = torch.arange(num_contexts)
+    bits = [(idx >> (num_bits - 1 - i)) & 1 for i in range(num_bits)]
+    return torch.stack(bits, dim=-1).float() * 2 - 1
+
+
+class _BatchedMLP(nn.Module):
+    """Independent tanh MLPs, one per batch element: features (K, d) -> logits (*batch, K)."""
+
+    def __init__(self, batch_shape, in_dim: int, hidden: int, generator: torch.Generator):
+        super().__init__()
+        def init(*shape, fan_in):
+            bound = 1.0 / math.sqrt(fan_in)
+            return nn.Parameter((torch.rand(*batch_shape, *shape, generator=generator) * 2 - 1)
+                                * bound)
+        self.w1 = init(in_dim, hidden, fan_in=in_dim)
+        self.b1 = init(hidden, fan_in=in_dim)
+        self.w2 = init(hidden, fan_in=hidden)
+        self.b2 = nn.Parameter(torch.zeros(*batch_shape))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(torch.einsum("kd,...dh->...kh", features, self.w1) + self.b1[..., None, :])
+        return torch.einsum("...kh,...h->...k", h, self.w2) + self.b2[..., None]
+
+
+class ReputationPolicy(nn.Module):
+    """Action and signal heads for ``batch_shape`` independent learners.
+
+    Args:
+        batch_shape: leading shape of the learners, e.g. ``(num_seeds, num_focal)``.
+        kind: ``"tabular"`` or ``"mlp"``.
+        hidden: MLP width.
+        init_logit: initial value of every tabular logit (0 = P 0.5 everywhere).
+        seed: seeds the MLP initialisation.
+        device: torch device.
+    """
+
+    def __init__(self, batch_shape=(1,), kind: str = "tabular", hidden: int = 32,
+                 init_logit: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
+        super().__init__()
+        if kind not in POLICY_KINDS:
+            raise ValueError(f"policy: kind must be one of {POLICY_KINDS}, got {kind!r}")
+        self.batch_shape = tuple(batch_shape)
+        self.kind = kind
+        if kind == "tabular":
+            self.action_table = nn.Parameter(
+                torch.full((*self.batch_shape, NUM_ACTION_CONTEXTS), float(init_logit)))
+            self.signal_table = nn.Parameter(
+                torch.full((*self.batch_shape, NUM_SIGNAL_CONTEXTS), float(init_logit)))
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            self.action_mlp = _BatchedMLP(self.batch_shape, 2, hidden, gen)
+            self.signal_mlp = _BatchedMLP(self.batch_shape, 3, hidden, gen)
+            self.register_buffer("action_features", _context_bits(NUM_ACTION_CONTEXTS, 2))
+            self.register_buffer("signal_features", _context_bits(NUM_SIGNAL_CONTEXTS, 3))
+        self.to(device)
+
+    def action_logits(self) -> torch.Tensor:
+        """Logits of P(C | context), shape (*batch_shape, 4), context index ``2 x + y``."""
+        if self.kind == "tabular":
+            return self.action_table
+        return self.action_mlp(self.action_features)
+
+    def signal_logits(self) -> torch.Tensor:
+        """Logits of P(Good | context), shape (*batch_shape, 8), context ``4 x + 2 y + a``."""
+        if self.kind == "tabular":
+            return self.signal_table
+        return self.signal_mlp(self.signal_features)
+
+    def action_probs(self) -> torch.Tensor:
+        return torch.sigmoid(self.action_logits())
+
+    def signal_probs(self) -> torch.Tensor:
+        return torch.sigmoid(self.signal_logits())
+
+    @torch.no_grad()
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detached (action (*batch, 4), signal (*batch, 8)) probability tables."""
+        return self.action_probs().detach(), self.signal_probs().detach()
+
+
+def log_prob(logits: torch.Tensor, contexts: torch.Tensor, decisions: torch.Tensor):
+    """log P(decision | context) of Bernoulli heads.
+
+    Args:
+        logits: (*batch, K) per-context logits.
+        contexts: (*batch, M) context indices (long).
+        decisions: (*batch, M) 0/1.
+    Returns:
+        (log-probabilities (*batch, M), entropies (*batch, M)).
+    """
+    z = torch.gather(logits, -1, contexts)
+    d = decisions.to(z.dtype)
+    logp = d * nn.functional.logsigmoid(z) + (1 - d) * nn.functional.logsigmoid(-z)
+    p = torch.sigmoid(z)
+    entropy = -(p * nn.functional.logsigmoid(z) + (1 - p) * nn.functional.logsigmoid(-z))
+    return logp, entropy

@@ -1,0 +1,117 @@
+"""A learner-facing batched shell over the core: G games, focal decisions as arrays.
+
+PettingZoo steps one game with dicts; learners that train many games (and many seeds) at once
+use :class:`VectorGame` instead. It is the same core (:class:`~reciprocity.envs.core.BatchedGame`)
+and the same two phases per round, with focal observations, decisions and rewards as arrays of
+shape (G, F) — G games, F focal slots — and every round's public record.
+
+    game = VectorGame(config, num_games=64, seed=0)
+    game.reset()
+    while ...:
+        ctx = game.action_contexts()          # (G, F) in 0..3: 2 * own_rep + recipient_rep
+        rewards = game.act(intents)           # (G, F) payoffs of this round
+        ctx = game.signal_contexts()          # (G, F) in 0..7: 4 x + 2 y + a of the observed
+        record = game.assess(signals)         # RoundRecord; the next round has begun
+        if game.done: game.reset()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import EnvConfig, strategy_tables
+from .core import BatchedGame, RoundRecord
+
+
+class VectorGame:
+    """G lock-stepped games of one configuration with its focal slots driven from outside.
+
+    Args:
+        config: a validated :class:`~reciprocity.envs.config.EnvConfig` (e.g.
+            ``get_scenario(id).env_config``) with at least one focal slot.
+        num_games: G.
+        seed: seed or generator.
+    """
+
+    def __init__(self, config: EnvConfig, num_games: int, seed=None):
+        self.config = config
+        self.focal_slots = config.focal_slots
+        if self.focal_slots.size == 0:
+            raise ValueError("population: VectorGame needs at least one 'focal' slot")
+        action, assess = strategy_tables(config.strategies)
+        self.core = BatchedGame(config.params, action, assess, batch=num_games, seed=seed)
+        self.num_games = num_games
+        self.max_rounds = config.max_rounds
+
+    @property
+    def num_focal(self) -> int:
+        return int(self.focal_slots.size)
+
+    @property
+    def done(self) -> bool:
+        """True when the episode (``max_rounds`` rounds) is over; call :meth:`reset`."""
+        return self.core.round >= self.max_rounds
+
+    @property
+    def reputation(self) -> np.ndarray:
+        """Public reputations now, (G, N) int8."""
+        return self.core.reputation
+
+    def reset(self, seed=None) -> None:
+        """Start new episodes in all games and begin their first round."""
+        self.core.reset(seed)
+        self.core.begin_round()
+
+    def action_contexts(self) -> np.ndarray:
+        """Each focal agent's action context ``2 * own_rep + recipient_rep``, (G, F)."""
+        return self.core.action_contexts()[:, self.focal_slots]
+
+    def act(self, intents: np.ndarray) -> np.ndarray:
+        """Focal intended actions (G, F) in {0, 1}; returns the focal payoffs (G, F)."""
+        intents = self._check(intents, "intents")
+        self._actions, payoffs = self.core.act(self.focal_slots, intents)
+        return payoffs[:, self.focal_slots]
+
+    def observed_donors(self) -> np.ndarray:
+        """The donor each focal agent observes this round, (G, F)."""
+        return self.core.observed_donors()[:, self.focal_slots]
+
+    def signal_contexts(self) -> np.ndarray:
+        """Context ``4 x + 2 y + a`` of the interaction each focal agent observes, (G, F)."""
+        return np.take_along_axis(self.core.signal_contexts(), self.observed_donors(), axis=1)
+
+    def assess(self, signals: np.ndarray) -> RoundRecord:
+        """Focal signals (G, F) in {0, 1}; ends the round, begins the next unless done."""
+        signals = self._check(signals, "signals")
+        record = self.core.assess(self.focal_slots, signals)
+        if not self.done:
+            self.core.begin_round()
+        return record
+
+    def _check(self, values, name: str) -> np.ndarray:
+        arr = np.asarray(values)
+        shape = (self.num_games, self.num_focal)
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        if not np.isin(arr, (0, 1)).all():
+            bad = np.argwhere(~np.isin(arr, (0, 1)))[0]
+            raise ValueError(f"{name}: agent_{self.focal_slots[bad[1]]} in game {bad[0]} gave "
+                             f"{arr[tuple(bad)]!r}; decisions must be 0 or 1")
+        return arr.astype(np.int8)
+
+
+def observations(contexts: np.ndarray, phase: int, own_rep: np.ndarray) -> np.ndarray:
+    """PettingZoo-layout observations ``[phase, donor_rep, action, recipient_rep, own_rep]``
+    from context indices (any shape), as float32 with a trailing axis of 5."""
+    contexts = np.asarray(contexts)
+    obs = np.zeros((*contexts.shape, 5), dtype=np.float32)
+    obs[..., 0] = phase
+    if phase == 0:
+        obs[..., 1] = contexts >> 1
+        obs[..., 3] = contexts & 1
+    else:
+        obs[..., 1] = contexts >> 2
+        obs[..., 2] = contexts & 1
+        obs[..., 3] = (contexts >> 1) & 1
+    obs[..., 4] = own_rep
+    return obs

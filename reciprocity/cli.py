@@ -1,0 +1,136 @@
+"""The ``reciprocity`` command line.
+
+    reciprocity scenarios                 list the registered scenarios
+    reciprocity demo [--scenario ID]      play fixed focal policies, print a table, save plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .envs import get_scenario, scenarios
+from .envs.config import strategy_tables
+from .envs.core import BatchedGame
+from .envs.norms import parse_strategy
+
+#: Focal policies played by ``demo``, as strategy specs.
+DEMO_POLICIES = {
+    "ALLC (always cooperate)": "allc+L6",
+    "ALLD (always defect)": "alld+L6",
+    "DISC + stern judging": "disc+L6",
+}
+
+
+def _cmd_scenarios(args) -> int:
+    for sid in scenarios():
+        s = get_scenario(sid)
+        print(f"{sid:40s} N={len(s.population):<3d} focal={s.num_focal}  {s.description}")
+    return 0
+
+
+def play_focal_policy(scenario, spec, rounds: int, num_envs: int, seed: int):
+    """Play a scenario on the core with every focal slot following strategy ``spec``.
+
+    Returns (good fraction per round (rounds,), mean payoff per round of each slot (N,),
+    the public records of game 0 as a list of dicts).
+    """
+    config = scenario.env_config
+    policy = parse_strategy(spec)
+    strategies = [policy if s is None else s for s in config.strategies]
+    action, assess = strategy_tables(strategies)
+    game = BatchedGame(config.params, action, assess, batch=num_envs, seed=seed)
+    good = np.empty(rounds)
+    payoff = np.zeros(config.num_agents)
+    records = []
+    for t in range(rounds):
+        record = game.play_round()
+        good[t] = record.reputation_after.mean()
+        payoff += record.payoffs.mean(axis=0)
+        records.append(record.public(0))
+    return good, payoff / rounds, records
+
+
+def _cmd_demo(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .envs.render import render_rgb
+
+    scenario = get_scenario(args.scenario)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    focal = scenario.env_config.focal_slots
+    b, c = scenario.benefit, scenario.cost
+    print(f"scenario {scenario.id}: {scenario.description}")
+    print(f"{args.rounds} rounds x {args.num_envs} games per policy; full cooperation pays "
+          f"b - c = {b - c:g} per round\n")
+    header = f"{'focal policy':28s} {'focal payoff/round':>19s} {'focal Good':>11s} {'all Good':>9s}"
+    print(header)
+    print("-" * len(header))
+    rows, curves, pictures = [], {}, {}
+    for name, spec in DEMO_POLICIES.items():
+        good, payoff, records = play_focal_policy(scenario, spec, args.rounds, args.num_envs,
+                                                  args.seed)
+        focal_good = float(np.mean([r["reputation_after"][focal].mean() for r in records]))
+        rows.append({"policy": name, "spec": spec, "focal_payoff": float(payoff[focal].mean()),
+                     "focal_good_fraction_game0": focal_good,
+                     "good_fraction": float(good.mean())})
+        print(f"{name:28s} {payoff[focal].mean():19.3f} {focal_good:11.3f} {good.mean():9.3f}")
+        curves[name] = good
+        pictures[name] = render_rgb(records, focal, records[-1]["reputation_after"])
+    fig, axes = plt.subplots(1 + len(pictures), 1, figsize=(8, 2.2 + 2.2 * len(pictures)),
+                             gridspec_kw={"height_ratios": [1.4] + [1] * len(pictures)})
+    for name, good in curves.items():
+        axes[0].plot(good, label=name)
+    axes[0].set(xlabel="round", ylabel="fraction Good", ylim=(0, 1.02),
+                title=f"{scenario.id}: reputations under three focal policies")
+    axes[0].legend(fontsize=8, loc="lower right")
+    for ax, (name, img) in zip(axes[1:], pictures.items(), strict=True):
+        ax.imshow(img, interpolation="nearest", aspect="auto")
+        ax.set(title=f"{name}: last 48 rounds of game 0 (rows = agents, blue = focal; "
+                     "green Good / red Bad; dot white C / black D)", xticks=[], yticks=[])
+        ax.title.set_fontsize(8)
+    fig.tight_layout()
+    fig.savefig(out / "demo.png", dpi=120)
+    (out / "demo.json").write_text(json.dumps({"scenario": scenario.id, "rounds": args.rounds,
+                                               "num_envs": args.num_envs, "seed": args.seed,
+                                               "rows": rows}, indent=2))
+    print(f"\nwrote {out / 'demo.png'} and {out / 'demo.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reciprocity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("scenarios", help="list the registered scenarios")
+    p.set_defaults(func=_cmd_scenarios)
+    p = sub.add_parser("demo", help="play fixed focal policies on a scenario and save plots")
+    p.add_argument("--scenario", default="discriminators-vs-defectors-v0",
+                   help="scenario id or file (default: the flagship)")
+    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--num-envs", type=int, default=64, help="games played in parallel")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
