@@ -58,7 +58,7 @@ class PublicEstimators:
         rep = public["reputation_before"].astype(np.int64)
         recipients = public["recipients"]
         actions = public["actions"].astype(np.int64)
-        t, g, n = rep.shape
+        _, g, n = rep.shape
         s = self.num_seeds
         rec_rep = np.take_along_axis(rep, recipients, axis=2)
         seed = np.broadcast_to((np.arange(g) // (g // s))[None, :, None], rep.shape)

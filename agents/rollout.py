@@ -29,7 +29,7 @@ class Rollout:
         signals (emitted before the assessment error, 0/1), rewards (payoff of the round),
         own_rep_act / own_rep_assess (own reputation at the act / assess phase, 0/1).
     ``last_round`` (T,) bool: the round ended an episode.
-    ``public``: the public record, numpy arrays (T, G, N) per field of ``RoundRecord.PUBLIC_FIELDS``.
+    ``public``: the public record, numpy arrays (T, G, N), one per ``RoundRecord.PUBLIC_FIELDS``.
     """
 
     action_contexts: torch.Tensor

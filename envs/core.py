@@ -184,29 +184,44 @@ class BatchedGame:
             their decisions to :meth:`act` / :meth:`assess`.
         batch: B, the number of games.
         seed: seed or ``np.random.Generator``.
+        table_groups: optional (B,) ints; then tables have shape (P, N, K) and game g uses
+            table ``table_groups[g]`` (many games sharing few tables without copying them).
 
     State: ``reputation`` (B, N) int8, ``round`` (completed rounds).
     """
 
     def __init__(self, params: GameParams, action_table, assess_table, batch: int = 1,
-                 seed: int | np.random.Generator | None = None):
+                 seed: int | np.random.Generator | None = None, table_groups=None):
         self.params = params
         n = params.num_agents
         if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
             raise ValueError(f"num_envs must be a positive integer, got {batch!r}")
         self.batch = int(batch)
+        if table_groups is None:
+            self._groups = np.arange(self.batch)[:, None]
+            self._num_tables = self.batch
+        else:
+            groups = np.asarray(table_groups)
+            if groups.shape != (self.batch,) or not np.issubdtype(groups.dtype, np.integer) \
+                    or groups.min() < 0:
+                raise ValueError(f"table_groups must be {self.batch} non-negative integers")
+            self._groups = groups[:, None]
+            self._num_tables = int(groups.max()) + 1
         self.action_table = self._check_table(action_table, NUM_ACTION_CONTEXTS, "action_table")
         self.assess_table = self._check_table(assess_table, NUM_SIGNAL_CONTEXTS, "assess_table")
         self._agents = np.arange(n)
-        self._games = np.arange(self.batch)[:, None]
         self.reset(seed)
 
     def _check_table(self, table, k: int, name: str) -> np.ndarray:
         table = np.asarray(table, dtype=np.float64)
         n = self.params.num_agents
-        if table.shape not in ((n, k), (self.batch, n, k)):
-            raise ValueError(f"{name} must have shape ({n}, {k}) or ({self.batch}, {n}, {k}), "
-                             f"got {table.shape}")
+        if table.ndim == 3:
+            bad_shape = table.shape[0] < self._num_tables or table.shape[1:] != (n, k)
+        else:
+            bad_shape = table.shape != (n, k)
+        if bad_shape:
+            raise ValueError(f"{name} must have shape ({n}, {k}) or ({self._num_tables}, {n}, "
+                             f"{k}), got {table.shape}")
         if np.any(~np.isfinite(table)) or np.any(table < 0) or np.any(table > 1):
             raise ValueError(f"{name} entries must be probabilities in [0, 1]")
         return table
@@ -326,8 +341,8 @@ class BatchedGame:
         return self.assess()
 
     def _rows(self, table: np.ndarray, contexts: np.ndarray, by: np.ndarray | None = None):
-        """Probability table[agent, context] per (game, slot); agent = slot or ``by[game, slot]``."""
+        """table[agent, context] per (game, slot); agent = the slot or ``by[game, slot]``."""
         agents = self._agents[None, :] if by is None else by
         if table.ndim == 2:
             return table[agents, contexts]
-        return table[self._games, agents, contexts]
+        return table[self._groups, agents, contexts]

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from typing import ClassVar
 
 import gymnasium
 import numpy as np
@@ -99,7 +100,7 @@ def check_action(agent: str, action) -> int:
 class parallel_env(ParallelEnv, EzPickle):
     """Native parallel environment; see the module docstring."""
 
-    metadata = {
+    metadata: ClassVar[dict] = {
         "name": "indirect_reciprocity_v0",
         "render_modes": ["ansi", "rgb_array"],
         "is_parallelizable": True,
@@ -149,11 +150,11 @@ class parallel_env(ParallelEnv, EzPickle):
         self._phase = 0
         self._last_record = None
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces must be the same object per agent
+    @functools.cache  # noqa: B019 - spaces must be the same object per agent
     def observation_space(self, agent):
         return self._observation_space
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent):
         return self._action_space
 

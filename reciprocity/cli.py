@@ -2,6 +2,8 @@
 
     reciprocity scenarios                 list the registered scenarios
     reciprocity demo [--scenario ID]      play fixed focal policies, print a table, save plots
+    reciprocity train --scenario ID | --config FILE --algo rg|ppo|reinforce --seed S --out DIR
+    reciprocity train --resume DIR        continue a killed run from its checkpoint
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def _cmd_demo(args) -> int:
     print(f"scenario {scenario.id}: {scenario.description}")
     print(f"{args.rounds} rounds x {args.num_envs} games per policy; full cooperation pays "
           f"b - c = {b - c:g} per round\n")
-    header = f"{'focal policy':28s} {'focal payoff/round':>19s} {'focal Good':>11s} {'all Good':>9s}"
+    header = (f"{'focal policy':28s} {'focal payoff/round':>19s} {'focal Good':>11s} "
+              f"{'all Good':>9s}")
     print(header)
     print("-" * len(header))
     rows, curves, pictures = [], {}, {}
@@ -106,6 +109,51 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainConfig, train
+
+    if args.resume:
+        import torch
+
+        ckpt = Path(args.resume) / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise ValueError(f"--resume: no checkpoint.pt in {args.resume}")
+        stored = torch.load(ckpt, weights_only=False)["config"]
+        stored["seeds"] = tuple(stored["seeds"])
+        config, out, resume = TrainConfig(**stored), Path(args.resume), True
+    else:
+        scenario = args.scenario or args.config
+        if scenario is None:
+            raise ValueError("train needs --scenario ID, --config FILE or --resume DIR")
+        if args.out is None:
+            raise ValueError("train needs --out DIR")
+        overrides = {}
+        for item in args.set or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            overrides[key] = _parse_value(value)
+        seeds = tuple(args.seeds) if args.seeds else (args.seed,)
+        config = TrainConfig(scenario=scenario, algo=args.algo, seeds=seeds, rounds=args.rounds,
+                             num_envs=args.num_envs, algo_config=overrides, device=args.device)
+        out, resume = Path(args.out), False
+    metrics = train(config, out, resume=resume, progress=not args.quiet)
+    for m in metrics:
+        pol = m["policy"]
+        action = " ".join(f"{k}:{v:.2f}" for k, v in pol["action"].items())
+        print(f"seed {m['seed']}: per-interaction payoff {m['per_interaction_payoff']:.3f} "
+              f"± {m['per_interaction_payoff_ci95']:.3f}  P(C|ctx) {action}")
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reciprocity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("train", help="train learners on a scenario")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scenario", help="scenario id")
+    src.add_argument("--config", help="scenario file (.json / .yaml)")
+    src.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--algo", default="rg", choices=["rg", "ppo", "reinforce"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", help="several seeds, trained together")
+    p.add_argument("--rounds", type=int, default=2000,
+                   help="interaction budget: rounds played in each game (default 2000)")
+    p.add_argument("--num-envs", type=int, default=16, help="games per seed (default 16)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="algorithm hyper-parameter override, e.g. --set horizon=40")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -1,0 +1,262 @@
+"""Train learners on a scenario: one learner per (seed, focal slot), all seeds in one process.
+
+The loop is the same for every algorithm: collect ``rounds_per_update`` rounds in every game
+with the current policies, call the learner's ``update``, log, checkpoint. The interaction budget
+is ``rounds`` rounds in each of ``num_envs`` games per seed, identical for all algorithms. After
+training, every learner's policy is evaluated on fresh evaluation episodes on the core.
+
+Outputs in ``out``: ``metrics.json`` (single seed) or ``seed_<s>/metrics.json`` per seed plus
+``summary.json``; ``progress.csv`` (learning curves); TensorBoard event files in ``tb/`` when
+the ``tensorboard`` package is installed; ``checkpoint.pt`` (resume with ``resume=True``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .agents.rollout import collect
+from .envs.evaluate import evaluate_focal_tables
+from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, to_display_order
+from .envs.scenarios import get_scenario
+from .envs.vector import VectorGame
+
+ALGOS = ("rg", "ppo", "reinforce")
+
+
+def algorithm(name: str):
+    """(learner class, config dataclass) of an algorithm name."""
+    if name == "rg":
+        from .agents.rg import ReciprocityGradient, RGConfig
+
+        return ReciprocityGradient, RGConfig
+    if name == "ppo":
+        from .baselines import PPO, PPOConfig
+
+        return PPO, PPOConfig
+    if name == "reinforce":
+        from .baselines import Reinforce, ReinforceConfig
+
+        return Reinforce, ReinforceConfig
+    raise ValueError(f"algo must be one of {ALGOS}, got {name!r}")
+
+
+@dataclass
+class TrainConfig:
+    """A training run."""
+
+    scenario: str  # scenario id or path of a scenario file
+    algo: str = "rg"  # "rg", "ppo" or "reinforce"
+    seeds: tuple[int, ...] = (0,)  # independent runs, trained together (vectorised)
+    rounds: int = 2000  # interaction budget: rounds played in each game
+    num_envs: int = 16  # games per seed played in lock-step
+    eval_envs: int = 64  # evaluation games per learner after training
+    eval_rounds: int | None = None  # rounds per evaluation game (default: scenario max_rounds)
+    algo_config: dict[str, Any] = field(default_factory=dict)  # overrides of the algo defaults
+    checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
+    device: str = "cpu"  # torch device
+
+    def __post_init__(self):
+        algorithm(self.algo)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        for name in ("rounds", "num_envs", "eval_envs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    def learner_config(self):
+        _, config_cls = algorithm(self.algo)
+        known = {f.name for f in dataclasses.fields(config_cls)}
+        unknown = set(self.algo_config) - known
+        if unknown:
+            raise ValueError(f"algo_config: unknown {self.algo} hyper-parameter(s) "
+                             f"{sorted(unknown)}; known: {sorted(known)}")
+        return config_cls(**self.algo_config)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["seeds"] = list(self.seeds)
+        return out
+
+
+def policy_dict(action: np.ndarray, signal: np.ndarray) -> dict[str, dict[str, float]]:
+    """Tables in index order -> the metrics schema (display-order keys, probabilities)."""
+    return {"action": dict(zip(ACTION_CONTEXTS, map(float, to_display_order(action)),
+                               strict=True)),
+            "signal": dict(zip(SIGNAL_CONTEXTS, map(float, to_display_order(signal)),
+                               strict=True))}
+
+
+class _Logger:
+    """progress.csv + optional TensorBoard."""
+
+    def __init__(self, out: Path | None, resume: bool):
+        self.out = out
+        self.writer = None
+        self.csv_file = None
+        if out is None:
+            return
+        path = out / "progress.csv"
+        self.csv_file = path.open("a" if resume else "w", newline="")
+        self.csv = None
+        self.header_written = resume and path.stat().st_size > 0
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tb"))
+        except ImportError:
+            self.writer = None
+
+    def log(self, step: int, rows: list[dict]) -> None:
+        if self.csv_file is None:
+            return
+        if self.csv is None:
+            self.csv = csv.DictWriter(self.csv_file, fieldnames=list(rows[0]))
+            if not self.header_written:
+                self.csv.writeheader()
+        self.csv.writerows(rows)
+        self.csv_file.flush()
+        if self.writer is not None:
+            for row in rows:
+                tag = f"seed_{row['seed']}"
+                for k, v in row.items():
+                    if k not in ("seed", "update", "rounds") and isinstance(v, float):
+                        self.writer.add_scalar(f"{k}/{tag}", v, row["rounds"])
+
+    def close(self):
+        if self.csv_file is not None:
+            self.csv_file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = False,
+          progress: bool = True) -> list[dict]:
+    """Run (or resume) training; returns one metrics dict per seed (and writes them to ``out``)."""
+    start_time = time.perf_counter()
+    scenario = get_scenario(config.scenario)
+    env_config = scenario.env_config
+    learner_cls, _ = algorithm(config.algo)
+    learner_config = config.learner_config()
+    num_seeds, focal = len(config.seeds), env_config.focal_slots
+    out = None if out is None else Path(out)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    rpu = learner_config.rounds_per_update
+    num_updates = max(1, config.rounds // rpu)
+
+    seed_seq = np.random.SeedSequence(list(config.seeds))
+    game_seed, rng_seed = seed_seq.spawn(2)
+    game = VectorGame(env_config, num_seeds * config.num_envs,
+                      seed=np.random.default_rng(game_seed))
+    game.reset()
+    rng = np.random.default_rng(rng_seed)
+    torch.manual_seed(int(seed_seq.generate_state(1)[0]))
+    learner = learner_cls(learner_config, env_config, (num_seeds, focal.size),
+                          seed=config.seeds[0], device=config.device)
+    first_update, elapsed_before = 0, 0.0
+    checkpoint = None if out is None else out / "checkpoint.pt"
+    if resume:
+        if checkpoint is None or not checkpoint.is_file():
+            raise ValueError(f"resume: no checkpoint.pt in {out}")
+        state = torch.load(checkpoint, weights_only=False)
+        learner.load_state_dict(state["learner"])
+        game, first_update = state["game"], state["update"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        elapsed_before = state["wall_seconds"]
+
+    def save_checkpoint(update: int) -> None:
+        if checkpoint is None:
+            return
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save({"update": update, "learner": learner.state_dict(), "game": game,
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "config": config.to_dict(),
+                    "wall_seconds": elapsed_before + time.perf_counter() - start_time}, tmp)
+        tmp.replace(checkpoint)
+
+    logger = _Logger(out, resume)
+    bar = tqdm(range(first_update, num_updates), initial=first_update, total=num_updates,
+               desc=f"{config.algo} {scenario.id}", disable=not progress, unit="update")
+    try:
+        for update in bar:
+            rollout = collect(game, learner.policy, rpu, rng, num_seeds)
+            logs = learner.update(rollout)
+            per_seed = rollout.rewards.mean(dim=(0, 2, 3)).cpu().numpy()  # (S,)
+            rounds_done = (update + 1) * rpu
+            logger.log(update, [{"update": update + 1, "rounds": rounds_done, "seed": s,
+                                 "train_reward_per_round": float(r),
+                                 **{k: float(v) for k, v in logs.items()}}
+                                for s, r in zip(config.seeds, per_seed, strict=True)])
+            bar.set_postfix(reward=f"{per_seed.mean():.3f}")
+            if config.checkpoint_every and (update + 1) % config.checkpoint_every == 0:
+                save_checkpoint(update + 1)
+    finally:
+        logger.close()
+    save_checkpoint(num_updates)
+    wall = elapsed_before + time.perf_counter() - start_time
+    metrics = evaluate_learner(learner, env_config, config, scenario.id)
+    for m in metrics:
+        m.update(rounds=num_updates * rpu, interactions=num_updates * rpu * config.num_envs,
+                 wall_seconds=wall,
+                 config={"train": config.to_dict(),
+                         "algo": dataclasses.asdict(learner_config),
+                         "scenario": scenario.to_dict()})
+    if out is not None:
+        write_metrics(out, metrics)
+    return metrics
+
+
+def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str) -> list[dict]:
+    """Evaluation episodes on the core with each learner's (stochastic) policy."""
+    action, signal = (t.cpu().numpy().astype(np.float64) for t in learner.policy.tables())
+    payoffs = evaluate_focal_tables(env_config, action, signal, num_envs=config.eval_envs,
+                                    rounds=config.eval_rounds,
+                                    seed=10_000 + config.seeds[0])        # (S, E, F)
+    agents = [f"agent_{i}" for i in env_config.focal_slots]
+    metrics = []
+    for k, seed in enumerate(config.seeds):
+        per_game = payoffs[k].mean(axis=1)                                # mean over learners
+        half = 1.96 * per_game.std(ddof=1) / math.sqrt(per_game.size)
+        metrics.append({
+            "scenario": scenario_id,
+            "algo": config.algo,
+            "seed": seed,
+            "per_interaction_payoff": float(per_game.mean()),
+            "per_interaction_payoff_ci95": float(half),
+            "per_agent_payoff": {a: float(v) for a, v in
+                                 zip(agents, payoffs[k].mean(axis=0), strict=True)},
+            "policy": policy_dict(action[k, 0], signal[k, 0]),
+            "policies": {a: policy_dict(action[k, j], signal[k, j])
+                         for j, a in enumerate(agents)},
+        })
+    return metrics
+
+
+def write_metrics(out: Path, metrics: list[dict]) -> None:
+    if len(metrics) == 1:
+        (out / "metrics.json").write_text(json.dumps(metrics[0], indent=2))
+        return
+    for m in metrics:
+        folder = out / f"seed_{m['seed']}"
+        folder.mkdir(exist_ok=True)
+        (folder / "metrics.json").write_text(json.dumps(m, indent=2))
+    payoff = [m["per_interaction_payoff"] for m in metrics]
+    (out / "summary.json").write_text(json.dumps({
+        "scenario": metrics[0]["scenario"], "algo": metrics[0]["algo"],
+        "seeds": [m["seed"] for m in metrics],
+        "per_interaction_payoff": {"mean": float(np.mean(payoff)), "per_seed": payoff},
+    }, indent=2))
