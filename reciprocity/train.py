@@ -100,18 +100,27 @@ def policy_dict(action: np.ndarray, signal: np.ndarray) -> dict[str, dict[str, f
 
 
 class _Logger:
-    """progress.csv + optional TensorBoard."""
+    """progress.csv + optional TensorBoard. On resume, rows logged after the checkpoint (by the
+    killed run) are dropped so that every update appears once."""
 
-    def __init__(self, out: Path | None, resume: bool):
+    def __init__(self, out: Path | None, resume_update: int | None):
         self.out = out
         self.writer = None
         self.csv_file = None
         if out is None:
             return
         path = out / "progress.csv"
-        self.csv_file = path.open("a" if resume else "w", newline="")
+        kept = []
+        if resume_update is not None and path.is_file():
+            with path.open(newline="") as f:
+                kept = [r for r in csv.DictReader(f) if int(r["update"]) <= resume_update]
+        self.csv_file = path.open("w", newline="")
         self.csv = None
-        self.header_written = resume and path.stat().st_size > 0
+        if kept:
+            self.csv = csv.DictWriter(self.csv_file, fieldnames=list(kept[0]))
+            self.csv.writeheader()
+            self.csv.writerows(kept)
+            self.csv_file.flush()
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -124,8 +133,7 @@ class _Logger:
             return
         if self.csv is None:
             self.csv = csv.DictWriter(self.csv_file, fieldnames=list(rows[0]))
-            if not self.header_written:
-                self.csv.writeheader()
+            self.csv.writeheader()
         self.csv.writerows(rows)
         self.csv_file.flush()
         if self.writer is not None:
@@ -188,7 +196,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                     "wall_seconds": elapsed_before + time.perf_counter() - start_time}, tmp)
         tmp.replace(checkpoint)
 
-    logger = _Logger(out, resume)
+    logger = _Logger(out, first_update if resume else None)
     bar = tqdm(range(first_update, num_updates), initial=first_update, total=num_updates,
                desc=f"{config.algo} {scenario.id}", disable=not progress, unit="update")
     try:

@@ -1,0 +1,115 @@
+"""The training loop and the ``reciprocity train`` command: schema, logs, resume."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from reciprocity.cli import main
+from reciprocity.envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
+from reciprocity.train import TrainConfig, train
+
+torch.set_num_threads(1)
+
+ALGOS = ["rg", "ppo", "reinforce"]
+
+
+def check_schema(metrics: dict, focal_agents: list[str]):
+    assert isinstance(metrics["per_interaction_payoff"], float)
+    assert list(metrics["policy"]["action"]) == list(ACTION_CONTEXTS)
+    assert list(metrics["policy"]["signal"]) == list(SIGNAL_CONTEXTS)
+    assert sorted(metrics["policies"]) == sorted(focal_agents)
+    for pol in metrics["policies"].values():
+        values = list(pol["action"].values()) + list(pol["signal"].values())
+        assert all(0.0 <= v <= 1.0 for v in values)
+    assert metrics["policy"] == metrics["policies"][focal_agents[0]]
+    for key in ("rounds", "wall_seconds", "config"):
+        assert key in metrics
+    assert metrics["wall_seconds"] > 0
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_cli_train_writes_metrics_csv_tensorboard_checkpoint(tmp_path, algo):
+    out = tmp_path / algo
+    code = main(["train", "--scenario", "L6-v0", "--algo", algo, "--seed", "3", "--rounds",
+                 "100", "--num-envs", "4", "--out", str(out), "--quiet"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    check_schema(metrics, ["agent_0"])
+    assert metrics["algo"] == algo and metrics["seed"] == 3
+    assert metrics["rounds"] <= 100
+    with (out / "progress.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 1 and "train_reward_per_round" in rows[0]
+    assert int(rows[-1]["rounds"]) == metrics["rounds"]
+    assert (out / "checkpoint.pt").is_file()
+    assert any((out / "tb").iterdir())
+
+
+def test_multi_learner_metrics_cover_every_focal_agent(tmp_path):
+    metrics = train(TrainConfig("many-learners-v0", algo="rg", seeds=(0,), rounds=30,
+                                num_envs=2, eval_envs=4), tmp_path, progress=False)
+    check_schema(metrics[0], [f"agent_{i}" for i in range(7)])
+    assert len(metrics[0]["per_agent_payoff"]) == 7
+
+
+def test_several_seeds_are_independent_runs(tmp_path):
+    metrics = train(TrainConfig("L6-v0", seeds=(0, 1, 2), rounds=20, num_envs=2, eval_envs=4),
+                    tmp_path, progress=False)
+    assert [m["seed"] for m in metrics] == [0, 1, 2]
+    assert (tmp_path / "summary.json").is_file()
+    for s in (0, 1, 2):
+        assert (tmp_path / f"seed_{s}" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_resume_after_interruption_continues_from_checkpoint(tmp_path, algo, monkeypatch):
+    """A run killed after a checkpoint and resumed ends exactly where an uninterrupted run
+    ends (same policies, same evaluation), and its progress.csv has every update once."""
+    config = TrainConfig("L6-v0", algo=algo, seeds=(5,), rounds=200, num_envs=4, eval_envs=4,
+                         checkpoint_every=3)
+    reference = train(config, tmp_path / "full", progress=False)[0]
+
+    from reciprocity import train as train_module
+
+    original = train_module.collect
+    calls = {"n": 0}
+
+    def dying_collect(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:  # after the checkpoint at update 6, before update 9
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "collect", dying_collect)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(train_module, "collect", original)
+    state = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert state["update"] == 6
+    code = main(["train", "--resume", str(tmp_path / "killed"), "--quiet"])
+    assert code == 0
+    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    for head in ("action", "signal"):
+        np.testing.assert_allclose(list(resumed["policy"][head].values()),
+                                   list(reference["policy"][head].values()), atol=1e-6)
+    assert resumed["per_interaction_payoff"] == pytest.approx(reference["per_interaction_payoff"])
+    with (tmp_path / "killed" / "progress.csv").open() as f:
+        updates = [int(r["update"]) for r in csv.DictReader(f)]
+    num_updates = reference["rounds"] // reference["config"]["algo"]["rounds_per_update"]
+    assert updates == list(range(1, num_updates + 1))
+
+
+def test_bad_train_arguments_are_reported(tmp_path, capsys):
+    assert main(["train", "--scenario", "nope-v0", "--out", str(tmp_path)]) == 2
+    assert "unknown id" in capsys.readouterr().err
+    assert main(["train", "--scenario", "L6-v0", "--out", str(tmp_path), "--set",
+                 "horizonn=3"]) == 2
+    assert "horizonn" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "missing")]) == 2
+    with pytest.raises(ValueError, match="rounds"):
+        TrainConfig("L6-v0", rounds=0)
+    with pytest.raises(ValueError, match="algo"):
+        TrainConfig("L6-v0", algo="dqn")
