@@ -148,7 +148,10 @@ class RoundRecord:
         """The public record as plain numpy arrays (of one game if ``game`` is given)."""
         if game is None:
             return {k: getattr(self, k) for k in self.PUBLIC_FIELDS}
-        return {k: getattr(self, k)[game].copy() for k in self.PUBLIC_FIELDS}
+        out = {k: getattr(self, k)[game].copy() for k in self.PUBLIC_FIELDS}
+        for arr in out.values():
+            arr.flags.writeable = False  # the same record is handed to every agent
+        return out
 
 
 def random_derangements(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:

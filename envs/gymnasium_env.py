@@ -15,6 +15,8 @@ class SingleFocalEnv(gymnasium.Env):
     agent; a round is two steps (act, then assess). Keyword arguments override the scenario.
     """
 
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012
+
     def __init__(self, scenario: str = "L6-v0", **overrides):
         config = {**get_scenario(scenario).config(), **overrides}
         self.par_env = parallel_env(**config)
@@ -24,7 +26,6 @@ class SingleFocalEnv(gymnasium.Env):
         self.agent = self.par_env.possible_agents[0]
         self.observation_space = self.par_env.observation_space(self.agent)
         self.action_space = self.par_env.action_space(self.agent)
-        self.metadata = {**self.par_env.metadata}
         self.render_mode = self.par_env.render_mode
 
     def reset(self, *, seed=None, options=None):

@@ -113,7 +113,10 @@ class parallel_env(ParallelEnv, EzPickle):
                  update_probability=DEFAULTS["update_probability"],
                  max_rounds=DEFAULTS["max_rounds"],
                  initial_reputation=DEFAULTS["initial_reputation"], observation="local",
-                 render_mode=None):
+                 render_mode=None, **unknown):
+        if unknown:
+            raise ValueError(f"unknown configuration field(s) {sorted(unknown)}; known: "
+                             f"{sorted([*DEFAULTS, 'observation', 'render_mode'])}")
         EzPickle.__init__(self, population, benefit, cost, execution_error, assessment_error,
                           update_probability, max_rounds, initial_reputation, observation,
                           render_mode)
@@ -185,6 +188,7 @@ class parallel_env(ParallelEnv, EzPickle):
 
     def _infos(self) -> dict[str, dict]:
         rep = self.game.reputation[0].copy()
+        rep.flags.writeable = False  # shared by all agents' infos
         return {a: {"phase": self._phase, "round": self.game.round, "reputation": rep,
                     "record": self._last_record} for a in self.agents}
 

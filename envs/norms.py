@@ -145,7 +145,7 @@ def _rule(value: Any, rules: Mapping[str, np.ndarray], size: int, kind: str, fie
         arr = np.asarray(value, dtype=np.float64)
         if arr.shape != (size,):
             raise ValueError(
-                f"{field}: a {kind} rule given as a list needs {size} probabilities in display "
+                f"{field}: an {kind} rule given as a list needs {size} probabilities in display "
                 f"order, got shape {arr.shape}"
             )
         if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
@@ -153,7 +153,7 @@ def _rule(value: Any, rules: Mapping[str, np.ndarray], size: int, kind: str, fie
         table = arr[::-1].copy()
         table.flags.writeable = False
         return "[" + ",".join(f"{v:g}" for v in arr) + "]", table
-    raise ValueError(f"{field}: a {kind} rule must be a name or a list, got {value!r}")
+    raise ValueError(f"{field}: an {kind} rule must be a name or a list, got {value!r}")
 
 
 def parse_strategy(spec: Any, field: str = "strategy") -> Strategy:

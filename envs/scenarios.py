@@ -83,7 +83,7 @@ class Scenario:
 
     @property
     def num_focal(self) -> int:
-        return sum(1 for s in self.population if isinstance(s, str) and s.lower() == FOCAL)
+        return sum(1 for s in self.population if isinstance(s, str) and s.strip().lower() == FOCAL)
 
     def config(self) -> dict[str, Any]:
         """The environment constructor keywords of this scenario."""
@@ -108,10 +108,10 @@ def register(scenario: Scenario | Mapping[str, Any], *, overwrite: bool = False)
         raise ValueError(f"id: scenario {scenario.id!r} is already registered "
                          "(pass overwrite=True to replace it)")
     _REGISTRY[scenario.id] = scenario
+    gym_id = f"{GYMNASIUM_NAMESPACE}/{scenario.id}"
+    if gym_id in gymnasium.registry:  # a replaced scenario's registration must not linger
+        del gymnasium.registry[gym_id]
     if scenario.num_focal == 1:
-        gym_id = f"{GYMNASIUM_NAMESPACE}/{scenario.id}"
-        if gym_id in gymnasium.registry:
-            del gymnasium.registry[gym_id]
         gymnasium.register(id=gym_id,
                            entry_point="reciprocity.envs.gymnasium_env:SingleFocalEnv",
                            kwargs={"scenario": scenario.id})

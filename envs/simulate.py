@@ -32,7 +32,7 @@ class SimulationResult:
 def simulate(population, rounds: int, *, benefit: float, cost: float, execution_error: float,
              assessment_error: float, update_probability: float = 1.0, num_envs: int = 1,
              seed: int | np.random.Generator | None = None,
-             initial_reputation: str | float = "good") -> SimulationResult:
+             initial_reputation: str | float = "good", **unknown) -> SimulationResult:
     """Simulate ``num_envs`` independent games of a population of N scripted strategy specs.
 
     Args:
@@ -43,6 +43,8 @@ def simulate(population, rounds: int, *, benefit: float, cost: float, execution_
         num_envs: games played in parallel (B).
         seed: seed for the generator.
     """
+    if unknown:
+        raise ValueError(f"simulate: unknown configuration field(s) {sorted(unknown)}")
     if isinstance(rounds, bool) or not isinstance(rounds, int | np.integer) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     config = EnvConfig.from_kwargs(
