@@ -28,9 +28,45 @@ from __future__ import annotations
 import torch
 
 
-def _w(p: torch.Tensor) -> torch.Tensor:
-    """(..., N) -> (..., N, 2): (P(Bad), P(Good))."""
-    return torch.stack((1 - p, p), dim=-1)
+def prepare(action: torch.Tensor, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round-independent parts of the model, computed once per unroll.
+
+    Args:
+        action: (..., N, 4) executed-C probability per agent, context index ``2 x + y``.
+        signal: (..., N, 8) published-Good probability per agent as observer,
+            context index ``4 x + 2 y + a``.
+    Returns:
+        (action as (..., N, 2, 2) [x, y],
+         judged (..., N, 2, 2): P(the published signal about donor d is Good | x, y), averaged
+         over d's action and over the observers o != d.)
+    """
+    n = action.shape[-2]
+    a = action.unflatten(-1, (2, 2))
+    s = signal.unflatten(-1, (2, 2, 2))
+    s_bar = (s.sum(dim=-4, keepdim=True) - s) / (n - 1)   # observer o != d, uniformly
+    judged = s_bar[..., 0] + a * (s_bar[..., 1] - s_bar[..., 0])
+    return a, judged
+
+
+def advance(p: torch.Tensor, a: torch.Tensor, judged: torch.Tensor, *, benefit: float,
+            cost: float, update_probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round from reputations p (..., N), with tables from :func:`prepare`.
+
+    Returns (next p (..., N), expected payoff of every agent this round (..., N)).
+    """
+    n = p.shape[-1]
+    w = torch.stack((1 - p, p), dim=-1)                    # (..., N, 2): P(Bad), P(Good)
+    q = (p.sum(dim=-1, keepdim=True) - p) / (n - 1)        # recipient r != d is Good
+    m = torch.stack((1 - q, q), dim=-1)
+    joint = w[..., :, None] * m[..., None, :]              # (..., N, 2, 2) over (x, y)
+    give = (joint * a).sum(dim=(-1, -2))                   # donor pays c per executed C
+    t = (w[..., :, None] * a).sum(dim=-2)                  # (..., N, 2): d's C given y
+    from_others = (t.sum(dim=-2, keepdim=True) - t) / (n - 1)
+    receive = (w * from_others).sum(dim=-1)                # r receives from each d != r
+    payoff = benefit * receive - cost * give
+    good = (joint * judged).sum(dim=(-1, -2))
+    p_next = p + update_probability * (good - p)
+    return p_next, payoff
 
 
 def round_step(p: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, benefit: float,
@@ -45,24 +81,8 @@ def round_step(p: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, b
     Returns:
         (next p (..., N), expected payoff of every agent this round (..., N)).
     """
-    n = p.shape[-1]
-    a = action.unflatten(-1, (2, 2))                     # [x, y]
-    s = signal.unflatten(-1, (2, 2, 2))                  # [x, y, a]
-    w = _w(p)                                            # (..., N, 2)
-    m = (w.sum(dim=-2, keepdim=True) - w) / (n - 1)      # recipient distribution per donor
-    # donations: donor d pays c per executed C
-    give = torch.einsum("...dx,...dy,...dxy->...d", w, m, a)
-    # receipts: T_d[y] = sum_x w_d(x) A_d[x, y]; agent r receives from each d != r w.p. 1/(N-1)
-    t = torch.einsum("...dx,...dxy->...dy", w, a)
-    from_others = (t.sum(dim=-2, keepdim=True) - t) / (n - 1)
-    receive = (w * from_others).sum(dim=-1)
-    payoff = benefit * receive - cost * give
-    # assessments: observer averaged over o != d
-    s_bar = (s.sum(dim=-4, keepdim=True) - s) / (n - 1)  # (..., N, 2, 2, 2)
-    pa = torch.stack((1 - a, a), dim=-1)                 # P(a | x, y): (..., N, 2, 2, 2)
-    good = torch.einsum("...dx,...dy,...dxya,...dxya->...d", w, m, pa, s_bar)
-    p_next = (1 - update_probability) * p + update_probability * good
-    return p_next, payoff
+    return advance(p, *prepare(action, signal), benefit=benefit, cost=cost,
+                   update_probability=update_probability)
 
 
 def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, horizon: int,
@@ -70,14 +90,15 @@ def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, hori
     """Discounted mean payoff per round over ``horizon`` rounds from ``p0``.
 
     Returns (..., N): sum_t gamma^t payoff_t / sum_t gamma^t for every agent (the learner reads
-    off its own entry). Cost is linear in the horizon.
+    off its own entry). Cost is linear in the horizon: one :func:`advance` per round.
     """
+    a, judged = prepare(action, signal)
     p = p0
     total = torch.zeros_like(p0)
     weight, norm = 1.0, 0.0
     for _ in range(horizon):
-        p, payoff = round_step(p, action, signal, benefit=benefit, cost=cost,
-                               update_probability=update_probability)
+        p, payoff = advance(p, a, judged, benefit=benefit, cost=cost,
+                            update_probability=update_probability)
         total = total + weight * payoff
         norm += weight
         weight *= gamma

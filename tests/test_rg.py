@@ -125,23 +125,23 @@ def test_learner_tables_apply_errors_to_own_policy_only():
 
 
 def test_unroll_cost_is_linear_in_horizon():
-    """The unroll performs exactly one round_step per round (no path enumeration)."""
+    """The unroll performs exactly one model round per round (no path enumeration)."""
     import reciprocity.agents.model as model
 
     calls = []
-    original = model.round_step
+    original = model.advance
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    model.round_step = counting
+    model.advance = counting
     try:
         p0 = torch.ones(2, 7)
         a, s = torch.full((7, 4), 0.5), torch.full((7, 8), 0.5)
         unroll(p0, a, s, horizon=13, gamma=0.9, benefit=2.0, cost=1.0, update_probability=1.0)
     finally:
-        model.round_step = original
+        model.advance = original
     assert len(calls) == 13
 
 
