@@ -4,6 +4,8 @@
     reciprocity demo [--scenario ID]      play fixed focal policies, print a table, save plots
     reciprocity train --scenario ID | --config FILE --algo rg|ppo|reinforce --seed S --out DIR
     reciprocity train --resume DIR        continue a killed run from its checkpoint
+    reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
+    reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
 """
 
 from __future__ import annotations
@@ -154,6 +156,60 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_reference(args) -> int:
+    from .evaluation import reference
+
+    scenario = args.scenario or args.config
+    if scenario is None:
+        raise ValueError("reference needs --scenario ID or --config FILE")
+    ref = reference(scenario, search_envs=args.search_envs, confirm_envs=args.confirm_envs,
+                    seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reference.json").write_text(json.dumps(ref, indent=2))
+    print(f"{ref['scenario']}: reference payoff {ref['reference_payoff']:.3f} "
+          f"± {ref['reference_ci95']:.3f} ({ref['kind']}, regime {ref['regime']}; "
+          f"b - c = {ref['full_cooperation_payoff']:g})")
+    action = " ".join(f"{k}:{int(v)}" for k, v in ref["policy"]["action"].items())
+    signal = " ".join(f"{k}:{int(v)}" for k, v in ref["policy"]["signal"].items())
+    print(f"  action {action}\n  signal {signal}")
+    if ref["decisive_contexts"]:
+        decisive = [f"{c['head']}:{c['context']}" for c in ref["decisive_contexts"]
+                    if c["decisive"]]
+        print(f"  decisive contexts: {', '.join(decisive) or 'none'}")
+    print(f"wrote {out / 'reference.json'} in {ref['seconds']:.1f} s")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_run, reference
+
+    run = Path(args.run)
+    path = run / "metrics.json"
+    if not path.is_file():
+        raise ValueError(f"--run: no metrics.json in {run}")
+    metrics = json.loads(path.read_text())
+    if args.reference:
+        ref_path = Path(args.reference) / "reference.json"
+        if not ref_path.is_file():
+            raise ValueError(f"--reference: no reference.json in {args.reference}")
+        ref = json.loads(ref_path.read_text())
+    else:
+        from .envs.scenarios import Scenario
+
+        # the run stores its scenario as data, so files need not be at hand any more
+        ref = reference(Scenario.from_dict(metrics["config"]["scenario"], source="run config"))
+    result = evaluate_run(metrics, ref)
+    metrics["evaluation"] = result
+    path.write_text(json.dumps(metrics, indent=2))
+    print(f"{metrics['scenario']} {metrics['algo']} seed {metrics['seed']}: "
+          f"payoff {metrics['per_interaction_payoff']:.3f} / reference "
+          f"{result['reference_payoff']:.3f} = {result['reference_performance']:.3f}; "
+          f"adherence {result['adherence']:.3f}; constant-output "
+          f"{result['constant_output'][next(iter(result['constant_output']))]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reciprocity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,6 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("reference", help="exhaustive reference optimum of a scenario")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--scenario", help="scenario id")
+    src.add_argument("--config", help="scenario file (.json / .yaml)")
+    p.add_argument("--search-envs", type=int, default=32,
+                   help="games per policy in the exhaustive search (default 32)")
+    p.add_argument("--confirm-envs", type=int, default=256,
+                   help="fresh games re-measuring the best policy and its flips (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (reference.json)")
+    p.set_defaults(func=_cmd_reference)
+    p = sub.add_parser("evaluate", help="adherence and reference performance of a run")
+    p.add_argument("--run", required=True, help="a train output folder (metrics.json)")
+    p.add_argument("--reference", help="a reference output folder (default: compute it)")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
