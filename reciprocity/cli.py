@@ -6,6 +6,7 @@
     reciprocity train --resume DIR        continue a killed run from its checkpoint
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
+    reciprocity benchmark --out docs/results            every scenario x algorithm x seed
 """
 
 from __future__ import annotations
@@ -210,7 +211,27 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_benchmark(args) -> int:
+    from .benchmark import BenchmarkConfig, results_table, run_benchmark
+
+    defaults = BenchmarkConfig()
+    cfg = BenchmarkConfig(
+        scenarios=tuple(args.scenarios) if args.scenarios else defaults.scenarios,
+        algos=tuple(args.algos) if args.algos else defaults.algos,
+        seeds=args.seeds, rounds=args.rounds, num_envs=args.num_envs,
+        eval_envs=args.eval_envs, search_envs=args.search_envs,
+        confirm_envs=args.confirm_envs, workers=args.workers)
+    for s in cfg.scenarios:
+        get_scenario(s)
+    records = run_benchmark(cfg, args.out, progress=not args.quiet)
+    print(results_table(records))
+    print(f"wrote {args.out}/results.json and {Path(args.out).with_suffix('.md')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .benchmark import BenchmarkConfig as BenchmarkDefaults
+
     parser = argparse.ArgumentParser(prog="reciprocity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="a train output folder (metrics.json)")
     p.add_argument("--reference", help="a reference output folder (default: compute it)")
     p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("benchmark", help="all scenarios x algorithms x seeds -> results table")
+    p.add_argument("--out", default="docs/results", help="output folder (default docs/results)")
+    p.add_argument("--scenarios", nargs="+", help="scenario ids (default: the catalogue)")
+    p.add_argument("--algos", nargs="+", choices=["rg", "ppo", "reinforce"])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=BenchmarkDefaults.rounds,
+                   help="rounds per game for every algorithm")
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--eval-envs", type=int, default=64)
+    p.add_argument("--search-envs", type=int, default=32)
+    p.add_argument("--confirm-envs", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_benchmark)
     return parser
 
 

@@ -183,6 +183,8 @@ def evaluate_run(metrics: dict, ref: dict) -> dict:
     if metrics["scenario"] != ref["scenario"]:
         raise ValueError(f"reference is for {ref['scenario']!r}, run is {metrics['scenario']!r}")
     payoff = metrics["per_interaction_payoff"]
+    # a ratio to a reference payoff <= 0 (e.g. among defectors, where 0 is optimal) is
+    # meaningless: reported as nan and shown as n/a
     out = {"reference_payoff": ref["reference_payoff"],
            "reference_performance": payoff / ref["reference_payoff"]
            if ref["reference_payoff"] > 0 else float("nan")}

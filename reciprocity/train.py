@@ -64,6 +64,8 @@ class TrainConfig:
     eval_rounds: int | None = None  # rounds per evaluation game (default: scenario max_rounds)
     algo_config: dict[str, Any] = field(default_factory=dict)  # overrides of the algo defaults
     checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
+    save_checkpoint: bool = True  # write checkpoint.pt (needed for resume)
+    tensorboard: bool = True  # write TensorBoard events to tb/ (if tensorboard is installed)
     device: str = "cpu"  # torch device
 
     def __post_init__(self):
@@ -103,7 +105,7 @@ class _Logger:
     """progress.csv + optional TensorBoard. On resume, rows logged after the checkpoint (by the
     killed run) are dropped so that every update appears once."""
 
-    def __init__(self, out: Path | None, resume_update: int | None):
+    def __init__(self, out: Path | None, resume_update: int | None, tensorboard: bool = True):
         self.out = out
         self.writer = None
         self.csv_file = None
@@ -121,12 +123,13 @@ class _Logger:
             self.csv.writeheader()
             self.csv.writerows(kept)
             self.csv_file.flush()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(out / "tb"))
-        except ImportError:
-            self.writer = None
+                self.writer = SummaryWriter(str(out / "tb"))
+            except ImportError:
+                self.writer = None
 
     def log(self, step: int, rows: list[dict]) -> None:
         if self.csv_file is None:
@@ -175,7 +178,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
     learner = learner_cls(learner_config, env_config, (num_seeds, focal.size),
                           seed=config.seeds[0], device=config.device)
     first_update, elapsed_before = 0, 0.0
-    checkpoint = None if out is None else out / "checkpoint.pt"
+    checkpoint = out / "checkpoint.pt" if out is not None and config.save_checkpoint else None
     if resume:
         if checkpoint is None or not checkpoint.is_file():
             raise ValueError(f"resume: no checkpoint.pt in {out}")
@@ -196,7 +199,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                     "wall_seconds": elapsed_before + time.perf_counter() - start_time}, tmp)
         tmp.replace(checkpoint)
 
-    logger = _Logger(out, first_update if resume else None)
+    logger = _Logger(out, first_update if resume else None, config.tensorboard)
     bar = tqdm(range(first_update, num_updates), initial=first_update, total=num_updates,
                desc=f"{config.algo} {scenario.id}", disable=not progress, unit="update")
     try:

@@ -1,0 +1,287 @@
+"""The results benchmark: every catalogue scenario x {rg, ppo, reinforce} x seeds.
+
+    reciprocity benchmark --out docs/results
+
+For each scenario the reference (exhaustive search or ideal discriminator) is computed once; for
+each algorithm all seeds train together in one process (vectorised over seeds), with the same
+interaction budget for every algorithm; each seed is evaluated against the reference. Work is
+spread over ``workers`` processes. Writes ``results.json`` (one record per scenario and
+algorithm), ``runs/<scenario>/<algo>/`` (per-seed metrics and learning curves),
+``references/<scenario>.json``, learning-curve and policy heat-map PNGs, and refreshes the
+generated table in ``results.md`` next to the output folder (text outside the table markers is
+kept, so the discussion survives regeneration).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
+from .envs.scenarios import scenarios
+
+ALGOS = ("rg", "ppo", "reinforce")
+TABLE_START = "<!-- results-table:start -->"
+TABLE_END = "<!-- results-table:end -->"
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to run."""
+
+    scenarios: tuple[str, ...] = field(default_factory=lambda: tuple(scenarios()))
+    algos: tuple[str, ...] = ALGOS
+    seeds: int = 5  # seeds 0..seeds-1 per (scenario, algorithm)
+    rounds: int = 1000  # interaction budget: rounds in each game, identical for all algorithms
+    num_envs: int = 16  # games per seed
+    eval_envs: int = 64  # evaluation games per learner
+    search_envs: int = 32  # games per candidate in the reference search
+    confirm_envs: int = 256  # fresh games confirming the reference
+    workers: int = 2  # processes
+    algo_config: dict = field(default_factory=dict)  # {algo: {hyper-parameter: value}}
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["scenarios"], d["algos"] = list(self.scenarios), list(self.algos)
+        return d
+
+
+def _reference_job(scenario: str, cfg: BenchmarkConfig, out: Path) -> dict:
+    import torch
+
+    from .evaluation import reference
+
+    torch.set_num_threads(1)
+    path = out / "references" / f"{scenario}.json"
+    ref = reference(scenario, search_envs=cfg.search_envs, confirm_envs=cfg.confirm_envs)
+    path.write_text(json.dumps(ref, indent=2))
+    return ref
+
+
+def _train_job(scenario: str, algo: str, cfg: BenchmarkConfig, out: Path) -> list[dict]:
+    import torch
+
+    from .train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    config = TrainConfig(scenario, algo=algo, seeds=tuple(range(cfg.seeds)), rounds=cfg.rounds,
+                         num_envs=cfg.num_envs, eval_envs=cfg.eval_envs,
+                         algo_config=cfg.algo_config.get(algo, {}), checkpoint_every=0,
+                         save_checkpoint=False, tensorboard=False)
+    return train(config, out / "runs" / scenario / algo, progress=False)
+
+
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True) -> list[dict]:
+    """Run everything and write the outputs; returns the results records."""
+    from tqdm.auto import tqdm
+
+    from .evaluation import evaluate_run, mean_ci95
+
+    out = Path(out)
+    (out / "references").mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    refs, runs = {}, {}
+    with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+        ref_futures = {s: pool.submit(_reference_job, s, cfg, out) for s in cfg.scenarios}
+        # train the heaviest first so the pool does not end on one long job
+        jobs = sorted(((s, a) for s in cfg.scenarios for a in cfg.algos),
+                      key=lambda sa: -_cost(sa[0], sa[1]))
+        train_futures = {sa: pool.submit(_train_job, *sa, cfg, out) for sa in jobs}
+        bar = tqdm(total=len(ref_futures) + len(train_futures), desc="benchmark",
+                   disable=not progress, unit="job")
+        for s, fut in ref_futures.items():
+            refs[s] = fut.result()
+            bar.update()
+        for sa, fut in train_futures.items():
+            runs[sa] = fut.result()
+            bar.update()
+        bar.close()
+    records = []
+    for s in cfg.scenarios:
+        ref = refs[s]
+        for a in cfg.algos:
+            metrics = runs[(s, a)]
+            evals = [evaluate_run(m, ref) for m in metrics]
+            for m, e in zip(metrics, evals, strict=True):
+                m["evaluation"] = e
+                seed_dir = out / "runs" / s / a / (f"seed_{m['seed']}" if len(metrics) > 1
+                                                   else "")
+                (seed_dir / "metrics.json").write_text(json.dumps(m, indent=2))
+            payoff = mean_ci95([m["per_interaction_payoff"] for m in metrics])
+            perf = mean_ci95([e["reference_performance"] for e in evals])
+            adher = mean_ci95([e["adherence"] for e in evals])
+            records.append({
+                "scenario": s, "algo": a, "regime": ref["regime"],
+                "seeds": [m["seed"] for m in metrics],
+                "per_interaction_payoff": {"mean": payoff[0], "ci95": payoff[1]},
+                "reference_payoff": ref["reference_payoff"],
+                "reference_kind": ref["kind"],
+                "full_cooperation_payoff": ref["full_cooperation_payoff"],
+                "reference_performance": {"mean": perf[0], "ci95": perf[1]},
+                "adherence": {"mean": adher[0], "ci95": adher[1]},
+                "constant_output": float(np.mean([e["constant_output_any_head"]
+                                                  for e in evals])),
+                "constant_output_action": float(np.mean(
+                    [next(iter(e["constant_output"].values()))["action"] for e in evals])),
+                "constant_output_signal": float(np.mean(
+                    [next(iter(e["constant_output"].values()))["signal"] for e in evals])),
+                "rounds": metrics[0]["rounds"], "interactions_per_seed": metrics[0]["interactions"],
+                "wall_seconds": metrics[0]["wall_seconds"],
+            })
+    (out / "results.json").write_text(json.dumps(records, indent=2))
+    meta = {"config": cfg.to_dict(), "wall_seconds": time.perf_counter() - start,
+            "cpu_count": os.cpu_count()}
+    (out / "benchmark.json").write_text(json.dumps(meta, indent=2))
+    plot_learning_curves(out, cfg, refs)
+    plot_policy_heatmaps(out, cfg, refs, runs)
+    write_results_table(out, records, meta)
+    return records
+
+
+def _cost(scenario: str, algo: str) -> float:
+    """Rough relative cost, to schedule long jobs first."""
+    from .envs.scenarios import get_scenario
+
+    s = get_scenario(scenario)
+    return len(s.population) * s.num_focal * (2.0 if algo == "rg" else 1.0)
+
+
+def _curves(out: Path, scenario: str, algo: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rounds (U,), reward per round (U, seeds)) from progress.csv."""
+    rows = list(csv.DictReader((out / "runs" / scenario / algo / "progress.csv").open()))
+    seeds = sorted({int(r["seed"]) for r in rows})
+    rounds = sorted({int(r["rounds"]) for r in rows})
+    grid = np.full((len(rounds), len(seeds)), np.nan)
+    for r in rows:
+        grid[rounds.index(int(r["rounds"])), seeds.index(int(r["seed"]))] = \
+            float(r["train_reward_per_round"])
+    return np.array(rounds), grid
+
+
+def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
+    if len(y) < k:
+        return y
+    kernel = np.ones(k) / k
+    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, y)
+
+
+def plot_learning_curves(out: Path, cfg: BenchmarkConfig, refs: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(cfg.scenarios)
+    cols = 4
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, cfg.scenarios, strict=False):
+        for a in cfg.algos:
+            x, y = _curves(out, s, a)
+            y = _smooth(y)
+            mean = np.nanmean(y, axis=1)
+            half = 1.96 * np.nanstd(y, axis=1, ddof=1) / np.sqrt(y.shape[1]) \
+                if y.shape[1] > 1 else np.zeros_like(mean)
+            ax.plot(x, mean, label=a)
+            ax.fill_between(x, mean - half, mean + half, alpha=0.2)
+        ax.axhline(refs[s]["reference_payoff"], color="k", ls="--", lw=1, label="reference")
+        ax.set_title(s, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("rounds played per game")
+    fig.supylabel("training payoff per round (mean ± 95% CI over seeds)")
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=110)
+    plt.close(fig)
+
+
+def plot_policy_heatmaps(out: Path, cfg: BenchmarkConfig, refs: dict, runs: dict) -> None:
+    """Per scenario: rows = reference + algorithms, columns = the 12 contexts, colour = mean
+    probability of C / Good of the first focal learner over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
+    n = len(cfg.scenarios)
+    cols = 3
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 1.0 + 0.45 * (len(cfg.algos) + 1)
+                                                  * rows + 0.6 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, cfg.scenarios, strict=False):
+        grid = [[refs[s]["policy"][h][k] for h, k in keys]]
+        for a in cfg.algos:
+            grid.append([float(np.mean([m["policy"][h][k] for m in runs[(s, a)]]))
+                         for h, k in keys])
+        im = ax.imshow(np.array(grid), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        ax.set_yticks(range(len(cfg.algos) + 1), ["reference", *cfg.algos], fontsize=7)
+        ax.set_xticks(range(12), [k for _, k in keys], fontsize=6, rotation=90)
+        ax.axvline(3.5, color="k", lw=1)
+        ax.set_title(f"{s} ({refs[s]['regime']})", fontsize=8)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    fig.subplots_adjust(wspace=0.35)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="P(C) | P(Good), mean over seeds")
+    fig.savefig(out / "policy_heatmaps.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _fmt(stat: dict, digits: int = 3) -> str:
+    mean, half = stat["mean"], stat["ci95"]
+    if half != half:  # nan
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def results_table(records: list[dict]) -> str:
+    lines = ["| scenario | regime | algo | payoff / round | reference | b − c | "
+             "reference performance | adherence | constant action head | "
+             "constant signal head |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        perf = r["reference_performance"]
+        perf = "n/a (reference ≤ 0)" if perf["mean"] != perf["mean"] else _fmt(perf)
+        lines.append(
+            f"| {r['scenario']} | {r['regime']} | {r['algo']} | "
+            f"{_fmt(r['per_interaction_payoff'])} | {r['reference_payoff']:.3f} | "
+            f"{r['full_cooperation_payoff']:g} | {perf} | {_fmt(r['adherence'])} | "
+            f"{r['constant_output_action']:.0%} | {r['constant_output_signal']:.0%} |")
+    return "\n".join(lines)
+
+
+def write_results_table(out: Path, records: list[dict], meta: dict) -> None:
+    """Refresh the generated block of ``<out>.md`` (e.g. docs/results.md for docs/results)."""
+    cfg = meta["config"]
+    block = "\n".join([
+        TABLE_START,
+        f"Generated by `reciprocity benchmark --out {out.as_posix()}` "
+        f"({cfg['seeds']} seeds, {cfg['rounds']} rounds x {cfg['num_envs']} games per seed "
+        f"for every algorithm; {meta['wall_seconds'] / 60:.1f} min on {meta['cpu_count']} "
+        "cores). Mean ± 95% interval over seeds.",
+        "",
+        results_table(records),
+        "",
+        f"![learning curves]({out.name}/learning_curves.png)",
+        "",
+        f"![policy heat-maps]({out.name}/policy_heatmaps.png)",
+        TABLE_END,
+    ])
+    md = out.with_suffix(".md")
+    text = md.read_text() if md.is_file() else f"# Results\n\n{TABLE_START}\n{TABLE_END}\n"
+    if TABLE_START in text and TABLE_END in text:
+        head, rest = text.split(TABLE_START, 1)
+        _, tail = rest.split(TABLE_END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    md.write_text(text)
