@@ -27,7 +27,8 @@ class Rollout:
     Learner-indexed tensors, shape (T, S, F, B):
         action_contexts (long, 0..3), actions (intended, 0/1), signal_contexts (long, 0..7),
         signals (emitted before the assessment error, 0/1), rewards (payoff of the round),
-        own_rep_act / own_rep_assess (own reputation at the act / assess phase, 0/1).
+        own_rep (own reputation during the round, 0/1; the same at act and assess, since
+        reputations update only at round end).
     ``last_round`` (T,) bool: the round ended an episode.
     ``public``: the public record, numpy arrays (T, G, N), one per ``RoundRecord.PUBLIC_FIELDS``.
     """

@@ -68,8 +68,8 @@ def test_several_seeds_are_independent_runs(tmp_path):
 def test_resume_after_interruption_continues_from_checkpoint(tmp_path, algo, monkeypatch):
     """A run killed after a checkpoint and resumed ends exactly where an uninterrupted run
     ends (same policies, same evaluation), and its progress.csv has every update once."""
-    config = TrainConfig("L6-v0", algo=algo, seeds=(5,), rounds=200, num_envs=4, eval_envs=4,
-                         checkpoint_every=3)
+    config = TrainConfig("L6-v0", algo=algo, seeds=(5,), rounds=120, num_envs=4, eval_envs=4,
+                         checkpoint_every=3, algo_config={"rounds_per_update": 10})
     reference = train(config, tmp_path / "full", progress=False)[0]
 
     from reciprocity import train as train_module

@@ -1,0 +1,329 @@
+"""REINFORCE: Monte-Carlo policy gradient on sampled returns (a baseline learner of spec §5).
+
+One :class:`Reinforce` object trains ``batch_shape = (S, F)`` independent learners (seeds x focal
+slots) that share nothing but the process: every loss is a sum of per-learner losses over
+disjoint parameters, and Adam is element-wise, so learner (s, f) follows exactly the gradient of
+its own objective.
+
+Decision sequence. In a round a focal agent decides twice: it acts (as donor), then it assesses
+(as observer). For every trajectory (s, f, b) of a :class:`~reciprocity.agents.rollout.Rollout`
+the T rounds become 2T decisions ``act_0, assess_0, act_1, assess_1, ...``; the round's payoff is
+the reward of the act decision and the assess decision earns 0. The discount ``gamma`` is per
+round (not per decision), so ``G(act_t) = r_t + G(assess_t)`` and
+``G(assess_t) = gamma * G(act_{t+1})``: a signal is credited with everything from the next round
+on, which is all it can influence. Returns stop at episode ends (``rollout.last_round``) and at the
+end of the rollout: this is Monte-Carlo REINFORCE, nothing is bootstrapped. With the default
+``rounds_per_update = 100`` (= ``max_rounds`` of the catalogue) every update sees whole episodes,
+as in episodic REINFORCE, when the games start fresh.
+
+Both heads' log-probabilities are weighted by ``G - baseline``. Truncated returns shrink towards
+the end of a trajectory, so the baseline is a payoff per round times ``h_k``, the discounted number
+of rounds left after decision k (the return of a payoff of 1 per round). The payoff per round is
+either a running mean (exponential moving average over updates of the batch's sum G / sum h, per
+learner and phase act / assess) or a learned :class:`ValueFunction` of the PettingZoo observation
+fitted to G by least squares; both start at the first batch's value. The baseline depends on the
+observation and the position only, never on the decision, so the gradient stays unbiased.
+
+    learner = Reinforce(ReinforceConfig(), env_config, batch_shape=(S, F), seed=0)
+    game = VectorGame(env_config, S * B, seed=0); game.reset()
+    for _ in range(num_updates):
+        metrics = learner.update(collect(game, learner.policy, cfg.rounds_per_update, rng, S))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..agents.policy import ReputationPolicy, log_prob
+from ..agents.rollout import Rollout
+from ..envs.config import EnvConfig
+from ..envs.vector import observations
+
+__all__ = [
+    "Reinforce",
+    "ReinforceConfig",
+    "ValueFunction",
+    "clip_grad_norm_per_learner_",
+    "discounted_returns",
+    "interleave",
+    "round_discounts",
+]
+
+
+@dataclass
+class ReinforceConfig:
+    """Hyper-parameters of :class:`Reinforce` (defaults: catalogue scenarios, N = 10, 100 rounds).
+
+    gamma: the evaluation criterion is the long-run mean payoff per round. Cooperating costs c now
+    and pays back through one's reputation from the next round on (later still when
+    u = update_probability < 1), so the discount must satisfy roughly gamma * b_eff > c; in the
+    ``low-benefit`` scenario (b = 1.1, c = 1) this needs gamma > ~0.93. 0.97 (an effective horizon
+    of ~33 rounds) leaves margin; the horizon must stay well inside a 100-round episode, because
+    Monte-Carlo returns are cut at the episode end (PPO bootstraps there and uses 0.99).
+    """
+
+    rounds_per_update: int = 100
+    """rounds collected per update (100 = one whole episode of the catalogue scenarios)"""
+    gamma: float = 0.97
+    """discount per round (act and assess of one round are not discounted against each other)"""
+    lr: float = 0.1
+    """Adam learning rate of the policy (tabular logits move up to ~lr per update; ~0.01 for mlp)"""
+    baseline: str = "learned"
+    """"running_mean" (per learner and phase) or "learned" (value function of the observation)"""
+    baseline_decay: float = 0.9
+    """running_mean: weight of the old mean in the exponential moving average of returns"""
+    value_lr: float = 0.01
+    """learned baseline: Adam learning rate of the value function"""
+    value_hidden: int = 32
+    """learned baseline: hidden width of the value MLP"""
+    normalize_advantages: bool = True
+    """divide (return - baseline) by its per-learner standard deviation in each update"""
+    entropy_coef: float = 0.0
+    """weight of the mean entropy of both heads at the visited contexts (bonus)"""
+    policy: str = "tabular"
+    """policy parameterisation: "tabular" (4 + 8 logits) or "mlp" (ReputationPolicy kind)"""
+    hidden: int = 32
+    """hidden width of the policy MLPs (policy="mlp")"""
+
+    def __post_init__(self):
+        if self.baseline not in ("running_mean", "learned"):
+            raise ValueError(f"baseline must be 'running_mean' or 'learned', got {self.baseline!r}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma!r}")
+        if self.rounds_per_update < 1:
+            raise ValueError(f"rounds_per_update must be positive, got {self.rounds_per_update!r}")
+
+
+# -- helpers shared with PPO -------------------------------------------------------------------
+def interleave(act: torch.Tensor, assess: torch.Tensor) -> torch.Tensor:
+    """(T, ...) act-phase and assess-phase values -> (2T, ...) ``act_0, assess_0, act_1, ...``."""
+    return torch.stack((act, assess), dim=1).flatten(0, 1)
+
+
+def round_discounts(num_rounds: int, gamma: float, device=None) -> torch.Tensor:
+    """Per-decision discounts (2T,) ``1, gamma, 1, gamma, ...``: gamma is applied per round."""
+    return torch.tensor([1.0, gamma], device=device).repeat(num_rounds)
+
+
+def discounted_returns(rewards: torch.Tensor, discounts: torch.Tensor,
+                       ends: torch.Tensor) -> torch.Tensor:
+    """Returns-to-go along dim 0: ``G_k = r_k + discounts_k * (1 - ends_k) * G_{k+1}``, G_K = 0.
+
+    Args:
+        rewards: (K, ...) rewards per decision.
+        discounts: (K,) discount from decision k to decision k + 1.
+        ends: (K,) bool, a trajectory ends after decision k (nothing flows back across it).
+    """
+    carry = discounts * (~ends).to(rewards.dtype)
+    returns = torch.zeros_like(rewards)
+    future = torch.zeros_like(rewards[0])
+    for k in reversed(range(rewards.shape[0])):
+        future = rewards[k] + carry[k] * future
+        returns[k] = future
+    return returns
+
+
+def learner_major(x: torch.Tensor) -> torch.Tensor:
+    """Rollout layout (T, S, F, B, *rest) -> per-learner samples (S, F, T * B, *rest)."""
+    return x.movedim(0, 2).flatten(2, 3)
+
+
+def clip_grad_norm_per_learner_(params, batch_ndim: int, max_norm: float) -> torch.Tensor:
+    """Clip each learner's gradient norm separately (parameters have leading batch dims).
+
+    ``torch.nn.utils.clip_grad_norm_`` would take one norm over all learners and so couple them.
+    Returns the per-learner norms before clipping, shape ``batch_shape``.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    batch_shape = grads[0].shape[:batch_ndim]
+    sq = sum(g.reshape(*batch_shape, -1).pow(2).sum(-1) for g in grads)
+    norms = sq.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.reshape(*batch_shape, *([1] * (g.dim() - batch_ndim))))
+    return norms
+
+
+class ValueFunction(nn.Module):
+    """Independent tanh MLP critics, one per learner, reading PettingZoo observations.
+
+    ``forward(obs)`` maps observations ``[phase, donor_rep, action, recipient_rep, own_rep]``
+    of shape (*batch_shape, M, 5) to values (*batch_shape, M). The network's output
+    (:meth:`per_round`) is a payoff per round, of order b - c whatever gamma is; ``forward``
+    multiplies it by ``scale`` (PPO: ``1 / (1 - gamma)``, a discounted return).
+    """
+
+    def __init__(self, batch_shape, hidden: int, scale: float, seed: int = 0, device="cpu"):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        def init(*shape, fan_in):
+            bound = 1.0 / math.sqrt(fan_in)
+            return nn.Parameter((torch.rand(*batch_shape, *shape, generator=gen) * 2 - 1) * bound)
+        self.w1 = init(5, hidden, fan_in=5)
+        self.b1 = init(hidden, fan_in=5)
+        self.w2 = init(hidden, fan_in=hidden)
+        self.b2 = nn.Parameter(torch.zeros(*batch_shape))
+        self.scale = scale
+        self.to(device)
+
+    def per_round(self, obs: torch.Tensor) -> torch.Tensor:
+        """The network's output: value in payoff per round, (*batch, M)."""
+        h = torch.tanh(torch.einsum("...md,...dh->...mh", obs, self.w1) + self.b1[..., None, :])
+        return torch.einsum("...mh,...h->...m", h, self.w2) + self.b2[..., None]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.per_round(obs)
+
+
+def decision_observations(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """PettingZoo observations of the act and assess decisions, each (T, S, F, B, 5)."""
+    own = rollout.own_rep.cpu().numpy()
+    device = rollout.actions.device
+    act = observations(rollout.action_contexts.cpu().numpy(), 0, own)
+    assess = observations(rollout.signal_contexts.cpu().numpy(), 1, own)
+    return torch.as_tensor(act, device=device), torch.as_tensor(assess, device=device)
+
+
+# -- the learner -------------------------------------------------------------------------------
+class Reinforce:
+    """REINFORCE learners for ``batch_shape = (S, F)`` (seeds x focal slots).
+
+    Args:
+        config: :class:`ReinforceConfig`.
+        env_config: the environment the learners play (validated ``EnvConfig``).
+        batch_shape: (S, F); rollouts must come from ``collect(..., num_seeds=S)`` on a game of
+            this configuration.
+        seed: seeds the parameter initialisation.
+        device: torch device.
+    """
+
+    def __init__(self, config: ReinforceConfig, env_config: EnvConfig, batch_shape, seed: int = 0,
+                 device: str | torch.device = "cpu"):
+        self.config = config
+        self.env_config = env_config
+        self.batch_shape = tuple(batch_shape)
+        self.device = torch.device(device)
+        self.policy = ReputationPolicy(self.batch_shape, kind=config.policy, hidden=config.hidden,
+                                       seed=seed, device=self.device)
+        groups = [{"params": list(self.policy.parameters()), "lr": config.lr}]
+        self.value = None
+        if config.baseline == "learned":
+            self.value = ValueFunction(self.batch_shape, config.value_hidden,
+                                       scale=1.0, seed=seed + 1,
+                                       device=self.device)
+            groups.append({"params": list(self.value.parameters()), "lr": config.value_lr})
+        self.optimizer = torch.optim.Adam(groups)
+        # running mean of the payoff per round per learner and phase (0 = act, 1 = assess)
+        self.running_rate = torch.zeros(*self.batch_shape, 2, device=self.device)
+        self.baseline_ready = False
+
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """One REINFORCE step on ``rollout`` (tensors (T, S, F, B)), collected with the current
+        policy. Returns metrics (floats, averaged over learners)."""
+        cfg = self.config
+        T = rollout.num_rounds
+        if tuple(rollout.actions.shape[1:3]) != self.batch_shape:
+            raise ValueError(f"rollout has learners {tuple(rollout.actions.shape[1:3])}, "
+                             f"expected batch_shape {self.batch_shape}")
+
+        # 1. returns-to-go over the decision sequence act_0, assess_0, act_1, ... (2T, S, F, B)
+        rewards = interleave(rollout.rewards, torch.zeros_like(rollout.rewards))
+        ends = interleave(torch.zeros_like(rollout.last_round), rollout.last_round)
+        discounts = round_discounts(T, cfg.gamma, self.device)
+        returns = discounted_returns(rewards, discounts, ends)
+        # per-learner samples (S, F, T * B) of each phase
+        act_returns, assess_returns = learner_major(returns[0::2]), learner_major(returns[1::2])
+
+        # 2. baseline. Truncated returns shrink towards the end of a trajectory, so the baseline
+        # is a payoff per round times the discounted number of rounds left, ``horizon`` (the
+        # return of a payoff of 1 per round). It depends on the observation and the position
+        # only, never on the decision, so the gradient stays unbiased.
+        ones = torch.ones_like(rollout.rewards)
+        horizon = discounted_returns(interleave(ones, torch.zeros_like(ones)), discounts, ends)
+        act_horizon, assess_horizon = learner_major(horizon[0::2]), learner_major(horizon[1::2])
+        # payoff per round of this batch, per learner and phase: sum G / sum horizon
+        batch_rates = torch.stack(
+            (act_returns.sum(-1) / act_horizon.sum(-1).clamp(min=1e-8),
+             assess_returns.sum(-1) / assess_horizon.sum(-1).clamp(min=1e-8)), dim=-1)
+        if not self.baseline_ready:
+            # start either baseline at the first batch's rate, not at 0: a value net would
+            # otherwise spend hundreds of Adam steps just climbing to the level of b - c
+            self.running_rate = batch_rates.clone()
+            if self.value is not None:
+                with torch.no_grad():
+                    self.value.b2.copy_(batch_rates.mean(-1))
+            self.baseline_ready = True
+        if self.value is not None:
+            act_obs, assess_obs = (learner_major(o) for o in decision_observations(rollout))
+            act_values = self.value(act_obs) * act_horizon
+            assess_values = self.value(assess_obs) * assess_horizon
+            act_base, assess_base = act_values.detach(), assess_values.detach()
+            # regression in payoff per round ((1 - gamma) x return), independent of gamma
+            per_round = 1.0 - cfg.gamma
+            value_loss = 0.5 * per_round**2 * (
+                (act_values - act_returns).pow(2).mean(-1)
+                + (assess_values - assess_returns).pow(2).mean(-1)) / 2
+        else:
+            act_base = self.running_rate[..., 0:1] * act_horizon
+            assess_base = self.running_rate[..., 1:2] * assess_horizon
+            value_loss = torch.zeros(self.batch_shape, device=self.device)
+        act_adv, assess_adv = act_returns - act_base, assess_returns - assess_base
+        if cfg.normalize_advantages:
+            std = torch.cat((act_adv, assess_adv), dim=-1).std(-1, keepdim=True)
+            act_adv, assess_adv = act_adv / (std + 1e-8), assess_adv / (std + 1e-8)
+
+        # 3. log-probabilities of the decisions taken, both heads
+        act_logp, act_entropy = log_prob(self.policy.action_logits(),
+                                         learner_major(rollout.action_contexts),
+                                         learner_major(rollout.actions))
+        assess_logp, assess_entropy = log_prob(self.policy.signal_logits(),
+                                               learner_major(rollout.signal_contexts),
+                                               learner_major(rollout.signals))
+
+        # 4. per-learner loss (mean over that learner's 2 T B decisions), summed over learners
+        policy_loss = -(act_logp * act_adv + assess_logp * assess_adv).mean(-1) / 2
+        entropy = (act_entropy.mean(-1) + assess_entropy.mean(-1)) / 2
+        loss = (policy_loss - cfg.entropy_coef * entropy + value_loss).sum()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+        # the running mean is updated after it served as this batch's baseline
+        d = cfg.baseline_decay
+        self.running_rate = d * self.running_rate + (1 - d) * batch_rates
+
+        metrics = {
+            "reinforce/policy_loss": policy_loss.mean().item(),
+            "reinforce/baseline_loss": value_loss.mean().item(),
+            "reinforce/mean_return": act_returns.mean().item(),
+            "reinforce/mean_reward_per_round": rollout.rewards.float().mean().item(),
+            "reinforce/entropy_action": act_entropy.mean().item(),
+            "reinforce/entropy_signal": assess_entropy.mean().item(),
+            "reinforce/cooperation_rate": rollout.actions.float().mean().item(),
+        }
+        return metrics
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything :meth:`update` depends on: policy, value function, optimizer, statistics."""
+        return {
+            "config": asdict(self.config),
+            "policy": self.policy.state_dict(),
+            "value": None if self.value is None else self.value.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "running_rate": self.running_rate.clone(),
+            "baseline_ready": self.baseline_ready,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        if self.value is not None:
+            self.value.load_state_dict(state["value"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.running_rate = state["running_rate"].clone().to(self.device)
+        self.baseline_ready = bool(state["baseline_ready"])
+
