@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/reciprocity demo --out runs/demo
+	$(BIN)/reciprocity flagship --out runs/flagship
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

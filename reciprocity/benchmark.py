@@ -41,9 +41,9 @@ class BenchmarkConfig:
     seeds: int = 5  # seeds 0..seeds-1 per (scenario, algorithm)
     rounds: int = 1000  # interaction budget: rounds in each game, identical for all algorithms
     num_envs: int = 16  # games per seed
-    eval_envs: int = 64  # evaluation games per learner
+    eval_envs: int = 256  # evaluation games per learner (= confirm_envs: paired games)
     search_envs: int = 32  # games per candidate in the reference search
-    confirm_envs: int = 256  # fresh games confirming the reference
+    confirm_envs: int = 256  # fresh games confirming the reference (= eval_envs)
     workers: int = 2  # processes
     algo_config: dict = field(default_factory=dict)  # {algo: {hyper-parameter: value}}
 
@@ -78,7 +78,8 @@ def _train_job(scenario: str, algo: str, cfg: BenchmarkConfig, out: Path) -> lis
     return train(config, out / "runs" / scenario / algo, progress=False)
 
 
-def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True) -> list[dict]:
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True,
+                  write_table: bool = True) -> list[dict]:
     """Run everything and write the outputs; returns the results records."""
     from tqdm.auto import tqdm
 
@@ -132,6 +133,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = Tru
                     [next(iter(e["constant_output"].values()))["action"] for e in evals])),
                 "constant_output_signal": float(np.mean(
                     [next(iter(e["constant_output"].values()))["signal"] for e in evals])),
+                "reference_constant_output": reference_constant_output(ref),
                 "rounds": metrics[0]["rounds"], "interactions_per_seed": metrics[0]["interactions"],
                 "wall_seconds": metrics[0]["wall_seconds"],
             })
@@ -141,8 +143,20 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = Tru
     (out / "benchmark.json").write_text(json.dumps(meta, indent=2))
     plot_learning_curves(out, cfg, refs)
     plot_policy_heatmaps(out, cfg, refs, runs)
-    write_results_table(out, records, meta)
+    for s in cfg.scenarios:
+        plot_scenario(out, s, cfg.algos, refs[s], {a: runs[(s, a)] for a in cfg.algos})
+    if write_table:
+        write_results_table(out, records, meta)
     return records
+
+
+def reference_constant_output(ref: dict) -> dict[str, bool]:
+    """Whether the reference policy's own heads are constant over the visited contexts."""
+    from .evaluation import evaluate_run
+
+    fake = {"scenario": ref["scenario"], "per_interaction_payoff": ref["reference_payoff"],
+            "policies": {"reference": ref["policy"]}}
+    return evaluate_run(fake, ref)["constant_output"]["reference"]
 
 
 def _cost(scenario: str, algo: str) -> float:
@@ -166,10 +180,10 @@ def _curves(out: Path, scenario: str, algo: str) -> tuple[np.ndarray, np.ndarray
 
 
 def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
-    if len(y) < k:
-        return y
-    kernel = np.ones(k) / k
-    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, y)
+    """Centred moving average over k updates along axis 0 (shorter windows at the edges)."""
+    kernel = np.ones(k)
+    count = np.convolve(np.ones(len(y)), kernel, mode="same")
+    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same") / count, 0, y)
 
 
 def plot_learning_curves(out: Path, cfg: BenchmarkConfig, refs: dict) -> None:
@@ -236,6 +250,47 @@ def plot_policy_heatmaps(out: Path, cfg: BenchmarkConfig, refs: dict, runs: dict
     plt.close(fig)
 
 
+def plot_scenario(out: Path, scenario: str, algos, ref: dict, runs: dict) -> Path:
+    """One figure for one scenario: learning curves (left), policies (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8),
+                                      gridspec_kw={"width_ratios": [1, 1.3]})
+    for a in algos:
+        x, y = _curves(out, scenario, a)
+        mean = np.nanmean(_smooth(y), axis=1)
+        left.plot(x, mean, label=a)
+        for k in range(y.shape[1]):
+            left.plot(x, _smooth(y)[:, k], lw=0.5, alpha=0.4, color=left.lines[-1].get_color())
+    left.axhline(ref["reference_payoff"], color="k", ls="--", lw=1, label="reference optimum")
+    left.axhline(ref["full_cooperation_payoff"], color="grey", ls=":", lw=1,
+                 label="b − c (full cooperation)")
+    left.set(xlabel="rounds played per game", ylabel="training payoff per round",
+             title=f"{scenario}: learning curves (thin: seeds)")
+    left.legend(fontsize=8)
+    keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
+    grid = [[ref["policy"][h][k] for h, k in keys]]
+    grid += [[float(np.mean([m["policy"][h][k] for m in runs[a]])) for h, k in keys]
+             for a in algos]
+    im = right.imshow(np.array(grid), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            right.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+    right.set_yticks(range(len(algos) + 1), ["reference", *algos])
+    right.set_xticks(range(12), [k for _, k in keys], rotation=90, fontsize=8)
+    right.axvline(3.5, color="k", lw=1.5)
+    right.set_title("P(C | own, recipient)   |   P(Good | donor, recipient, action)")
+    fig.colorbar(im, ax=right, shrink=0.8)
+    fig.tight_layout()
+    path = out / f"{scenario}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _fmt(stat: dict, digits: int = 3) -> str:
     mean, half = stat["mean"], stat["ci95"]
     if half != half:  # nan
@@ -245,17 +300,20 @@ def _fmt(stat: dict, digits: int = 3) -> str:
 
 def results_table(records: list[dict]) -> str:
     lines = ["| scenario | regime | algo | payoff / round | reference | b − c | "
-             "reference performance | adherence | constant action head | "
-             "constant signal head |",
+             "reference performance | adherence | constant-output seeds (action / signal) | "
+             "reference constant (action / signal) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         perf = r["reference_performance"]
         perf = "n/a (reference ≤ 0)" if perf["mean"] != perf["mean"] else _fmt(perf)
+        ref_const = r["reference_constant_output"]
+        yes_no = " / ".join("yes" if ref_const[h] else "no" for h in ("action", "signal"))
         lines.append(
             f"| {r['scenario']} | {r['regime']} | {r['algo']} | "
             f"{_fmt(r['per_interaction_payoff'])} | {r['reference_payoff']:.3f} | "
             f"{r['full_cooperation_payoff']:g} | {perf} | {_fmt(r['adherence'])} | "
-            f"{r['constant_output_action']:.0%} | {r['constant_output_signal']:.0%} |")
+            f"{r['constant_output_action']:.0%} / {r['constant_output_signal']:.0%} | "
+            f"{yes_no} |")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
     reciprocity benchmark --out docs/results            every scenario x algorithm x seed
+    reciprocity flagship [--out runs/flagship]          RG vs PPO on the flagship (main job)
 """
 
 from __future__ import annotations
@@ -229,6 +230,23 @@ def _cmd_benchmark(args) -> int:
     return 0
 
 
+def _cmd_flagship(args) -> int:
+    from .benchmark import BenchmarkConfig, results_table, run_benchmark
+
+    scenario = "discriminators-vs-defectors-v0"
+    cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), seeds=args.seeds,
+                          rounds=args.rounds, workers=args.workers)
+    print(f"{scenario}: {get_scenario(scenario).description}")
+    print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
+          f"{cfg.rounds} rounds each, and the exhaustive reference (4096 policies)...")
+    records = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False)
+    print()
+    print(results_table(records))
+    print(f"\nplot: {Path(args.out) / (scenario + '.png')}; records: "
+          f"{Path(args.out) / 'results.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .benchmark import BenchmarkConfig as BenchmarkDefaults
 
@@ -285,12 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=BenchmarkDefaults.rounds,
                    help="rounds per game for every algorithm")
     p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--eval-envs", type=int, default=64)
+    p.add_argument("--eval-envs", type=int, default=256)
     p.add_argument("--search-envs", type=int, default=32)
     p.add_argument("--confirm-envs", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_benchmark)
+    p = sub.add_parser("flagship", help="main job: RG vs PPO on the flagship scenario")
+    p.add_argument("--out", default="runs/flagship")
+    p.add_argument("--algos", nargs="+", default=["rg", "ppo"],
+                   choices=["rg", "ppo", "reinforce"])
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=BenchmarkDefaults.rounds)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_flagship)
     return parser
 
 

@@ -40,6 +40,12 @@ _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 CONTEXT_KEYS = [("action", ACTION_CONTEXTS[3 - i]) for i in range(4)] + \
     [("signal", SIGNAL_CONTEXTS[7 - i]) for i in range(8)]
 
+#: Seed of the evaluation games. Learners are evaluated on the same games as the reference's
+#: confirmation stage (same seed, same number of games and rounds), so that learner and
+#: reference payoffs are paired by common random numbers.
+EVALUATION_SEED = 1
+EVALUATION_ENVS = 256
+
 CONSTANT_OUTPUT_SPAN = 0.1  # a head is constant-output when its visited outputs span less
 VISITED = 0.01  # a context counts as visited when it has at least this share of visits
 
@@ -108,8 +114,9 @@ def background_norm(env_config: EnvConfig) -> str:
     return names.most_common(1)[0][0]
 
 
-def reference(scenario: str | Scenario, *, search_envs: int = 32, confirm_envs: int = 256,
-              rounds: int | None = None, seed: int = 0) -> dict:
+def reference(scenario: str | Scenario, *, search_envs: int = 32,
+              confirm_envs: int = EVALUATION_ENVS, rounds: int | None = None, seed: int = 0,
+              confirm_seed: int = EVALUATION_SEED) -> dict:
     """The reference of a scenario (spec §6) as a JSON-able dict."""
     scenario = get_scenario(scenario)
     env_config = scenario.env_config
@@ -124,7 +131,7 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32, confirm_envs: 
         payoffs = evaluate_focal_tables(env_config, np.tile(ideal.action, (1, f, 1)),
                                         np.tile(ideal.assess, (1, f, 1)),
                                         num_envs=confirm_envs, rounds=rounds,
-                                        seed=seed)[0].mean(axis=1)
+                                        seed=confirm_seed)[0].mean(axis=1)
         mean, half = mean_ci95(payoffs)
         out.update(kind="ideal_discriminator", reference_payoff=mean, reference_ci95=half,
                    policy=_policy_schema(ideal.action, ideal.assess), norm=norm,
@@ -143,10 +150,11 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32, confirm_envs: 
         flips[k + 1, k] = 1 - flips[k + 1, k]
     confirm = evaluate_focal_tables(env_config, flips[:, None, :4], flips[:, None, 4:],
                                     num_envs=confirm_envs, rounds=rounds,
-                                    seed=seed + 1)[..., 0]          # (13, E)
+                                    seed=confirm_seed)[..., 0]      # (13, E)
     mean, half = mean_ci95(confirm[0])
     a_visits, s_visits = context_visits(env_config, actions[best][None], signals[best][None],
-                                        num_envs=confirm_envs, rounds=rounds, seed=seed + 2)
+                                        num_envs=confirm_envs, rounds=rounds,
+                                        seed=confirm_seed)
     visits = np.concatenate([a_visits[0], s_visits[0]])
     contexts = []
     for k, (head, name) in enumerate(CONTEXT_KEYS):

@@ -30,6 +30,7 @@ from .envs.evaluate import evaluate_focal_tables
 from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, to_display_order
 from .envs.scenarios import get_scenario
 from .envs.vector import VectorGame
+from .evaluation import EVALUATION_SEED
 
 ALGOS = ("rg", "ppo", "reinforce")
 
@@ -60,7 +61,8 @@ class TrainConfig:
     seeds: tuple[int, ...] = (0,)  # independent runs, trained together (vectorised)
     rounds: int = 2000  # interaction budget: rounds played in each game
     num_envs: int = 16  # games per seed played in lock-step
-    eval_envs: int = 64  # evaluation games per learner after training
+    eval_envs: int = 256  # evaluation games per learner after training (paired with the
+    #                       reference's games when equal to its confirm_envs)
     eval_rounds: int | None = None  # rounds per evaluation game (default: scenario max_rounds)
     algo_config: dict[str, Any] = field(default_factory=dict)  # overrides of the algo defaults
     checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
@@ -236,7 +238,7 @@ def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str)
     action, signal = (t.cpu().numpy().astype(np.float64) for t in learner.policy.tables())
     payoffs = evaluate_focal_tables(env_config, action, signal, num_envs=config.eval_envs,
                                     rounds=config.eval_rounds,
-                                    seed=10_000 + config.seeds[0])        # (S, E, F)
+                                    seed=EVALUATION_SEED)                 # (S, E, F)
     agents = [f"agent_{i}" for i in env_config.focal_slots]
     metrics = []
     for k, seed in enumerate(config.seeds):
