@@ -181,7 +181,7 @@ def _curves(out: Path, scenario: str, algo: str) -> tuple[np.ndarray, np.ndarray
 
 def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
     """Centred moving average over k updates along axis 0 (shorter windows at the edges)."""
-    kernel = np.ones(k)
+    kernel = np.ones(max(1, min(k, len(y))))
     count = np.convolve(np.ones(len(y)), kernel, mode="same")
     return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same") / count, 0, y)
 
