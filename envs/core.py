@@ -200,6 +200,7 @@ class BatchedGame:
         if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
             raise ValueError(f"num_envs must be a positive integer, got {batch!r}")
         self.batch = int(batch)
+        self._grouped = table_groups is not None
         if table_groups is None:
             self._groups = np.arange(self.batch)[:, None]
             self._num_tables = self.batch
@@ -219,7 +220,9 @@ class BatchedGame:
         table = np.asarray(table, dtype=np.float64)
         n = self.params.num_agents
         if table.ndim == 3:
-            bad_shape = table.shape[0] < self._num_tables or table.shape[1:] != (n, k)
+            rows_ok = (table.shape[0] >= self._num_tables if self._grouped
+                       else table.shape[0] == self.batch)
+            bad_shape = not rows_ok or table.shape[1:] != (n, k)
         else:
             bad_shape = table.shape != (n, k)
         if bad_shape:

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium
 
 from .config import DEFAULTS, FOCAL, EnvConfig, expand_population
+from .norms import Strategy
 
 __all__ = [
     "Scenario",
@@ -92,7 +93,8 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping that :meth:`from_dict` reads back."""
         out = {"id": self.id, "description": self.description, **self.config()}
-        out["population"] = list(self.population)
+        out["population"] = [s.to_spec() if isinstance(s, Strategy) else s
+                             for s in self.population]
         return out
 
 

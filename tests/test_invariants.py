@@ -507,3 +507,14 @@ def test_two_agents_swap():
         assert np.array_equal(rec.observers, np.tile([1, 0], (4, 1)))
         # Mutual cooperation: each gets b - c.
         np.testing.assert_allclose(rec.payoffs, np.full((4, 2), 2.0))
+
+
+def test_per_game_tables_must_match_the_batch_without_groups():
+    from reciprocity.envs.core import BatchedGame, GameParams
+
+    params = GameParams(num_agents=3, benefit=2.0, cost=1.0)
+    with pytest.raises(ValueError, match="action_table"):
+        BatchedGame(params, np.zeros((5, 3, 4)), np.zeros((3, 8)), batch=4)
+    game = BatchedGame(params, np.zeros((5, 3, 4)), np.zeros((3, 8)), batch=4,
+                       table_groups=np.array([0, 4, 4, 1]))
+    assert game.play_round().actions.shape == (4, 3)

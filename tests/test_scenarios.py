@@ -449,3 +449,15 @@ def test_registry_is_restored_after_registration_tests():
         assert sid not in scenarios()
         assert f"reciprocity/{sid}" not in gymnasium.registry
     assert get_scenario("L6-v0").benefit == 5
+
+
+def test_scenario_with_strategy_objects_serialises_to_json():
+    from reciprocity.envs import Scenario, parse_strategy
+
+    strategy = parse_strategy("alld+L6")
+    scenario = Scenario.from_dict({"id": "objects-v0", "population": ["focal", strategy, "L6"],
+                                   "benefit": 2.0, "cost": 1.0})
+    data = json.loads(json.dumps(scenario.to_dict()))
+    again = Scenario.from_dict(data)
+    np.testing.assert_array_equal(again.env_config.strategies[1].action, strategy.action)
+    np.testing.assert_array_equal(again.env_config.strategies[1].assess, strategy.assess)
