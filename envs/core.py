@@ -24,6 +24,7 @@ games are a matter of passing the same noise (see :meth:`RoundNoise.tile`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from numbers import Real
@@ -154,24 +155,79 @@ class RoundRecord:
         return out
 
 
+#: Batches of at least this many entries with N <= ``_PACKED_MAX_N`` rank packed integer keys
+#: (:func:`_packed_derangements`); smaller ones (the PettingZoo shells) argsort uniforms.
+_PACKED_MIN_SIZE = 4096
+_PACKED_MAX_N = 256  # 32-bit keys keep >= 24 random bits: key ties (rejected) stay below 0.2 %
+_BLOCK = 1 << 16  # entries per block of candidates (a block stays in L2 cache)
+_U64_MAX = np.iinfo(np.uint64).max
+
+
+@functools.cache
+def _derangement_fraction(n: int) -> float:
+    """D_n / n!, the probability that a uniform permutation of n items is a derangement."""
+    return sum((-1) ** k / math.factorial(k) for k in range(min(n, 30) + 1))
+
+
+def _packed_derangements(rng: np.random.Generator, m: int, n: int, need: int) -> np.ndarray:
+    """At most ``need`` iid uniform derangements of ``range(n)`` out of ``m`` candidates.
+
+    Candidate i ranks n iid uniform 32-bit keys (two per 64-bit draw) whose low bits are
+    replaced by the column index, so one value sort (SIMD; several times faster than
+    ``argsort``) ranks the keys and carries the permutation along. Candidates are scanned in
+    order; one is accepted iff it has no fixed point and no tie among its keys (conditional on
+    no tie, the ranking of iid keys is exactly uniform over permutations, by exchangeability).
+    The scan stops at the ``need``-th fixed-point-free candidate, a decision that depends only
+    on earlier candidates, so the accepted rows are iid and exactly uniform over derangements.
+    """
+    shift = (n - 1).bit_length()
+    low = np.uint32((1 << shift) - 1)
+    size = m * n
+    keys = rng.integers(0, _U64_MAX, size=(size + 1) // 2, dtype=np.uint64, endpoint=True)
+    keys = keys.view(np.uint32)[:size].reshape(m, n)
+    keys &= ~low
+    keys |= np.arange(n, dtype=np.uint32)
+    keys.sort(axis=1)
+    perm = keys & low
+    rows = np.flatnonzero(~(perm == np.arange(n, dtype=np.uint32)).any(axis=1))[:need]
+    high = keys[rows] >> np.uint32(shift)
+    tie = (high[:, 1:] == high[:, :-1]).any(axis=1)
+    return perm[rows[~tie]]
+
+
 def random_derangements(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
     """``batch`` independent uniformly random derangements of ``range(n)``, shape (batch, n).
 
-    Rejection sampling from uniform permutations: exact, about e ~ 2.72 draws per row.
+    Rejection sampling from uniform permutations: exact, about e ~ 2.72 candidates per row.
+    Candidates are drawn in blocks and the first ``batch`` accepted rows are kept (the accepted
+    rows of an iid sequence are iid, each uniform over derangements), so a call needs about one
+    pass instead of a loop over ever fewer rejected rows. Large batches rank packed integer keys
+    (:func:`_packed_derangements`), small ones (the PettingZoo shells) argsort uniforms.
     """
+    if n < 2:
+        raise ValueError(f"a derangement needs n >= 2, got n={n}")
+    packed = batch * n >= _PACKED_MIN_SIZE and n <= _PACKED_MAX_N
     identity = np.arange(n)
-    out = np.argsort(rng.random((batch, n)), axis=1)
-    bad = np.flatnonzero((out == identity).any(axis=1))
-    while bad.size:
-        out[bad] = np.argsort(rng.random((bad.size, n)), axis=1)
-        bad = bad[(out[bad] == identity).any(axis=1)]
+    out = np.empty((batch, n), dtype=np.int64)
+    filled = 0
+    while filled < batch:
+        need = batch - filled
+        mean = need / _derangement_fraction(n)
+        m = min(int(mean + 3.0 * math.sqrt(mean)) + 1, max(1, _BLOCK // n))
+        if packed:
+            accepted = _packed_derangements(rng, m, n, need)
+        else:
+            perm = np.argsort(rng.random((m, n)), axis=1)
+            accepted = perm[~(perm == identity).any(axis=1)][:need]
+        out[filled:filled + len(accepted)] = accepted
+        filled += len(accepted)
     return out
 
 
 def sample_round_noise(rng: np.random.Generator, batch: int, n: int) -> RoundNoise:
     """Draw all randomness of one round for ``batch`` games of ``n`` agents (fixed order)."""
-    recipients = random_derangements(rng, batch, n)
-    observers = random_derangements(rng, batch, n)
+    matchings = random_derangements(rng, 2 * batch, n)  # one call: recipients, then observers
+    recipients, observers = matchings[:batch], matchings[batch:]
     u = rng.random((5, batch, n))
     return RoundNoise(recipients, observers, u[0], u[1], u[2], u[3], u[4])
 
@@ -214,6 +270,7 @@ class BatchedGame:
         self.action_table = self._check_table(action_table, NUM_ACTION_CONTEXTS, "action_table")
         self.assess_table = self._check_table(assess_table, NUM_SIGNAL_CONTEXTS, "assess_table")
         self._agents = np.arange(n)
+        self._row_offsets = np.arange(self.batch)[:, None] * n  # flat index of (game, slot 0)
         self.reset(seed)
 
     def _check_table(self, table, k: int, name: str) -> np.ndarray:
@@ -263,13 +320,14 @@ class BatchedGame:
             raise ValueError(f"noise has shape {noise.recipients.shape}, "
                              f"expected ({self.batch}, {n})")
         self.noise = noise
+        self._flat_recipients = noise.recipients + self._row_offsets
         self._pending = {"phase": "act"}
         return noise
 
     def action_contexts(self) -> np.ndarray:
         """Action context ``2 g_d + g_recipient`` of every donor this round, shape (B, N)."""
         rep = self.reputation
-        return 2 * rep + np.take_along_axis(rep, self.noise.recipients, axis=1)
+        return 2 * rep + rep.take(self._flat_recipients)
 
     def act(self, focal_slots=None, focal_intents=None) -> tuple[np.ndarray, np.ndarray]:
         """Resolve donations. Returns executed actions (B, N) int8 and payoffs (B, N) float.
@@ -283,23 +341,24 @@ class BatchedGame:
         noise = self.noise
         ctx = self.action_contexts()
         prob = self._rows(self.action_table, ctx)
-        intents = (noise.intent_u < prob).astype(np.int8)
+        intents = (noise.intent_u < prob).view(np.int8)
         if focal_slots is not None and len(focal_slots):
             intents[:, focal_slots] = focal_intents
         actions = intents & (noise.execution_u >= p.execution_error)
         coop = actions.astype(np.float64)
         payoffs = -p.cost * coop
-        received = np.zeros_like(payoffs)
-        np.put_along_axis(received, noise.recipients, p.benefit * coop, axis=1)
-        payoffs += received
+        # recipients are a permutation in every game, so each slot receives exactly once
+        flat = self._flat_recipients
+        np.put(payoffs, flat, payoffs.take(flat) + p.benefit * coop)
         self._pending = {"phase": "assess", "intents": intents, "actions": actions,
                          "payoffs": payoffs}
         return actions, payoffs
 
     def observed_donors(self) -> np.ndarray:
         """For every agent j, the donor whose interaction j observes this round, shape (B, N)."""
-        inverse = np.empty_like(self.noise.observers)
-        np.put_along_axis(inverse, self.noise.observers, self._agents[None, :], axis=1)
+        inverse = np.empty(self.noise.observers.shape, dtype=self.noise.observers.dtype)
+        # inverse[g, observers[g, d]] = d (np.put repeats the N values game after game)
+        np.put(inverse, self.noise.observers + self._row_offsets, self._agents)
         return inverse
 
     def signal_contexts(self) -> np.ndarray:
@@ -307,7 +366,7 @@ class BatchedGame:
         if self._pending is None or self._pending["phase"] != "assess":
             raise RuntimeError("signal contexts exist only after act")
         rep = self.reputation
-        rec = np.take_along_axis(rep, self.noise.recipients, axis=1)
+        rec = rep.take(self._flat_recipients)
         return 4 * rep + 2 * rec + self._pending["actions"]
 
     def assess(self, focal_slots=None, focal_signals=None) -> RoundRecord:
@@ -322,16 +381,17 @@ class BatchedGame:
         noise = self.noise
         ctx = self.signal_contexts()
         prob = self._rows(self.assess_table, ctx, by=noise.observers)
-        signals = (noise.signal_u < prob).astype(np.int8)
+        signals = (noise.signal_u < prob).view(np.int8)
         if focal_slots is not None and len(focal_slots):
-            donors = self.observed_donors()[:, focal_slots]
-            np.put_along_axis(signals, donors, np.asarray(focal_signals, dtype=np.int8), axis=1)
+            donors = self.observed_donors()[:, focal_slots] + self._row_offsets
+            np.put(signals, donors, np.asarray(focal_signals, dtype=np.int8))
         published = signals ^ (noise.assessment_u < p.assessment_error)
         before = self.reputation
-        after = np.where(noise.update_u < p.update_probability, published, before).astype(np.int8)
+        after = np.where(noise.update_u < p.update_probability, published,
+                         before).astype(np.int8, copy=False)
         record = RoundRecord(
             recipients=noise.recipients, observers=noise.observers, reputation_before=before,
-            actions=self._pending["actions"], signals=published.astype(np.int8),
+            actions=self._pending["actions"], signals=published,
             reputation_after=after, payoffs=self._pending["payoffs"],
             intents=self._pending["intents"],
         )
@@ -348,7 +408,8 @@ class BatchedGame:
 
     def _rows(self, table: np.ndarray, contexts: np.ndarray, by: np.ndarray | None = None):
         """table[agent, context] per (game, slot); agent = the slot or ``by[game, slot]``."""
-        agents = self._agents[None, :] if by is None else by
-        if table.ndim == 2:
-            return table[agents, contexts]
-        return table[self._groups, agents, contexts]
+        n, k = table.shape[-2:]
+        index = contexts + (self._agents if by is None else by) * k
+        if table.ndim == 3:
+            index += self._groups * (n * k)
+        return table.take(index)

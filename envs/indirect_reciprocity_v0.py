@@ -69,7 +69,7 @@ import numpy as np
 from gymnasium.spaces import Box, Discrete
 from gymnasium.utils import EzPickle
 from pettingzoo import ParallelEnv
-from pettingzoo.utils import BaseWrapper, wrappers
+from pettingzoo.utils import wrappers
 from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 
 from .config import DEFAULTS, EnvConfig, strategy_tables
@@ -84,6 +84,8 @@ RENDER_HISTORY = 48  # rounds kept for rendering
 
 def check_action(agent: str, action) -> int:
     """Validate one action (0 or 1); raise a ValueError naming the agent otherwise."""
+    if type(action) is int and (action == 0 or action == 1):  # fast path: a plain int
+        return action
     value = action
     if isinstance(value, np.ndarray) and value.shape in ((), (1,)):
         value = value.reshape(()).item()
@@ -184,7 +186,7 @@ class parallel_env(ParallelEnv, EzPickle):
             obs[:, 5 + n] = donors / (n - 1)
             obs[:, 6 + n] = recipients[donors] / (n - 1)
             obs[:, 7 + n] = slots / (n - 1)
-        return {a: obs[k] for k, a in enumerate(self.agents)}
+        return dict(zip(self.agents, obs, strict=False))
 
     def _infos(self) -> dict[str, dict]:
         rep = self.game.reputation[0].copy()
@@ -205,12 +207,12 @@ class parallel_env(ParallelEnv, EzPickle):
     def step(self, actions):
         if not self.agents:
             raise RuntimeError("step called on a finished episode; call reset()")
-        unknown = set(actions) - set(self.agents)
-        if unknown:
-            raise ValueError(f"actions given for unknown or finished agent(s) {sorted(unknown)}; "
-                             f"live agents: {self.agents}")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
+        if len(actions) != len(self.agents) or set(actions) != set(self.agents):
+            unknown = set(actions) - set(self.agents)
+            if unknown:
+                raise ValueError(f"actions given for unknown or finished agent(s) "
+                                 f"{sorted(unknown)}; live agents: {self.agents}")
+            missing = [a for a in self.agents if a not in actions]
             raise ValueError(f"no action given for agent(s) {missing}")
         decisions = np.array([[check_action(a, actions[a]) for a in self.agents]],
                              dtype=np.int8)
@@ -219,8 +221,7 @@ class parallel_env(ParallelEnv, EzPickle):
         if self._phase == 0:
             actions, payoffs = g.act(self.focal_slots, decisions)
             self._pending_actions, payoffs = actions[0], payoffs[0]
-            rewards = {a: float(payoffs[s]) for a, s in zip(self.agents, self.focal_slots,
-                                                                 strict=True)}
+            rewards = dict(zip(self.agents, payoffs[self.focal_slots].tolist(), strict=True))
             self._phase = 1
             return self._observe(), rewards, zero, dict(zero), self._infos()
         record = g.assess(self.focal_slots, decisions)
@@ -250,13 +251,16 @@ class parallel_env(ParallelEnv, EzPickle):
         pass
 
 
-class ActionCheckWrapper(BaseWrapper):
-    """Reject an invalid AEC action at once, with a ValueError naming the agent."""
+class ActionCheckedAEC(parallel_to_aec_wrapper):
+    """The AEC conversion, rejecting an invalid action at once (ValueError naming the agent).
+
+    A subclass rather than one more wrapper: every attribute read through a wrapper (``last()``
+    reads five) costs a ``__getattr__`` hop, about a third of an AEC step.
+    """
 
     def step(self, action):
-        agent = self.env.agent_selection
-        if action is not None or not (self.env.terminations[agent]
-                                      or self.env.truncations[agent]):
+        agent = self.agent_selection
+        if action is not None or not (self.terminations[agent] or self.truncations[agent]):
             check_action(agent, action)
         super().step(action)
 
@@ -268,6 +272,4 @@ def raw_env(**kwargs):
 
 def env(**kwargs):
     """The AEC environment with the standard wrappers (action check, order enforcing)."""
-    aec = raw_env(**kwargs)
-    aec = ActionCheckWrapper(aec)
-    return wrappers.OrderEnforcingWrapper(aec)
+    return wrappers.OrderEnforcingWrapper(ActionCheckedAEC(parallel_env(**kwargs)))
