@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow lint bench clean
+.PHONY: run test test-slow test-sb3 lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not sb3 and not ray" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# the Stable-Baselines3 integration (extra [sb3]) in the same environment
+test-sb3: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[sb3]"
+	$(BIN)/python -c "import stable_baselines3"  # fail instead of silently skipping
+	$(BIN)/python -m pytest -m sb3 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py

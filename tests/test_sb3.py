@@ -1,0 +1,229 @@
+"""Stable-Baselines3 integration (``reciprocity.integrations.sb3``, ``examples/sb3_ppo.py``).
+
+Needs the ``[sb3]`` extra; skipped without it. Run with ``pytest -m sb3``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("stable_baselines3")
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.spaces import Box, Discrete
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_checker import check_env
+
+import reciprocity  # noqa: F401  (registers the reciprocity/ Gymnasium namespace)
+from reciprocity.envs import (
+    ACTION_CONTEXTS,
+    SIGNAL_CONTEXTS,
+    make_parallel,
+    parse_strategy,
+)
+from reciprocity.envs.gymnasium_env import SingleFocalEnv
+from reciprocity.integrations import sb3 as rsb3
+
+pytestmark = pytest.mark.sb3
+
+ROOT = Path(__file__).resolve().parents[1]
+MANY = "many-learners-v0"  # 7 focal agents
+LOSSES = ("train/loss", "train/value_loss", "train/policy_gradient_loss", "train/entropy_loss")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Keep torch to one thread (small models; the machine may be shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def assert_policy_schema(table):
+    assert set(table) == {"action", "signal"}
+    assert list(table["action"]) == list(ACTION_CONTEXTS)
+    assert list(table["signal"]) == list(SIGNAL_CONTEXTS)
+    for head in table.values():
+        for p in head.values():
+            assert isinstance(p, float)
+            assert 0.0 <= p <= 1.0
+
+
+def assert_trained(model, total_timesteps):
+    assert model.num_timesteps >= total_timesteps
+    assert model._n_updates > 0
+    for key in LOSSES:
+        assert math.isfinite(model.logger.name_to_value[key]), key
+    assert len(model.ep_info_buffer) > 0  # episodes completed and were monitored
+
+
+# -- the SuperSuit vector environment -------------------------------------------------------------
+
+def test_make_vec_env_shapes_and_episodes():
+    venv = rsb3.make_vec_env(MANY, num_vec_envs=2, max_rounds=3)
+    assert venv.num_envs == 2 * 7
+    assert venv.observation_space == Box(0.0, 1.0, (5,), np.float32)
+    assert venv.action_space == Discrete(2)
+    obs = venv.reset()
+    assert obs.shape == (14, 5) and obs.dtype == np.float32
+    assert (obs[:, 0] == 0).all()  # act phase first
+    for step in range(6):  # 3 rounds = 6 steps, then automatic reset
+        obs, rewards, dones, infos = venv.step(np.ones(venv.num_envs, dtype=np.int64))
+        assert obs.shape == (14, 5) and rewards.shape == (14,) and dones.shape == (14,)
+        assert len(infos) == 14
+        if step % 2 == 1:
+            assert (rewards == 0).all()  # assess steps earn nothing
+        assert dones.all() == (step == 5)
+    assert "terminal_observation" in infos[0] and "episode" in infos[0]  # VecMonitor
+    assert infos[0]["episode"]["l"] == 6
+    assert (obs[:, 0] == 0).all()  # the new episode starts with an act step
+    venv.close()
+
+
+def test_make_vec_env_seeding():
+    """SuperSuit's SB3 wrapper cannot be seeded; make_vec_env's can (PPO(seed=...) relies on it)."""
+    def rollout(seed):
+        venv = rsb3.make_vec_env(MANY, num_vec_envs=2, max_rounds=5, monitor=False)
+        venv.seed(seed)
+        first = venv.reset()
+        rewards = [venv.step(np.ones(venv.num_envs, dtype=np.int64))[1] for _ in range(8)]
+        return first, np.array(rewards)
+
+    (o1, r1), (o2, r2), (_, r3) = rollout(7), rollout(7), rollout(8)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(r1, r2)
+    assert not np.array_equal(r1, r3)
+    assert not np.array_equal(r1[:, :7], r1[:, 7:])  # the two copies get different seeds
+
+
+def test_make_vec_env_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_vec_envs"):
+        rsb3.make_vec_env(MANY, num_vec_envs=0)
+    with pytest.raises(ValueError, match="benefit"):
+        rsb3.make_vec_env(MANY, benefit=-1.0)
+
+
+def test_missing_sb3_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)
+    with pytest.raises(ImportError, match=r"\[sb3\]"):
+        rsb3.make_vec_env(MANY)
+
+
+# -- the policy read-out --------------------------------------------------------------------------
+
+def test_context_observations_match_the_environment():
+    """Every observation the env produces is the context observation of its context."""
+    act, assess = rsb3.context_observations()
+    assert act.shape == (4, 5) and assess.shape == (2, 8, 5)
+    env = make_parallel(MANY, max_rounds=30)
+    observations, _ = env.reset(seed=1)
+    rng = np.random.default_rng(1)
+    seen = set()
+    while env.agents:
+        for o in observations.values():
+            phase, x, a, y, own = (int(v) for v in o)
+            if phase == 0:
+                k = ACTION_CONTEXTS.index("GB"[1 - x] + "GB"[1 - y])
+                np.testing.assert_array_equal(o, act[k])
+            else:
+                k = SIGNAL_CONTEXTS.index("GB"[1 - x] + "GB"[1 - y] + "CD"[1 - a])
+                np.testing.assert_array_equal(o, assess[own, k])
+            seen.add((phase, k))
+        observations, *_ = env.step({ag: int(rng.integers(2)) for ag in env.agents})
+    assert len(seen) >= 8  # the check saw contexts of both phases
+    np.testing.assert_array_equal(rsb3.context_observations(own_reputation=1)[1][0], assess[1])
+    with pytest.raises(ValueError, match="own_reputation"):
+        rsb3.context_observations(own_reputation=2)
+
+
+class _Discriminator:
+    """A stand-in 'model' without an action distribution (like DQN): DISC + stern judging."""
+
+    observation_space = Box(0.0, 1.0, (5,), np.float32)
+    policy = object()
+
+    def predict(self, obs, deterministic=False):
+        obs = np.asarray(obs)
+        out = np.where(obs[:, 0] == 0, obs[:, 3], obs[:, 2] == obs[:, 3])
+        return out.astype(np.int64), None
+
+
+def test_policy_table_reads_a_known_policy():
+    table = rsb3.policy_table(_Discriminator())
+    assert_policy_schema(table)
+    expected = parse_strategy({"action": "disc", "assess": "stern_judging"}).to_spec()
+    assert list(table["action"].values()) == expected["action"]
+    assert list(table["signal"].values()) == expected["assess"]
+    result = rsb3.evaluate_payoff(_Discriminator(), "L6-v0", episodes=2, max_rounds=20)
+    assert result["payoff"] > 3.0  # the ideal policy among L6 agents: close to b - c = 4
+
+
+def test_policy_table_rejects_full_observation():
+    model = PPO("MlpPolicy", gymnasium.make("reciprocity/L6-v0", observation="full"),
+                n_steps=64, device="cpu")
+    with pytest.raises(ValueError, match="local observation"):
+        rsb3.policy_table(model)
+
+
+# -- training -------------------------------------------------------------------------------------
+
+def test_ppo_parameter_sharing_through_supersuit():
+    venv = rsb3.make_vec_env(MANY, num_vec_envs=2, max_rounds=10)
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=224, n_epochs=2, seed=0,
+                device="cpu")
+    before = rsb3.policy_table(model)
+    model.learn(total_timesteps=3000)
+    assert_trained(model, 3000)
+    assert model.num_timesteps % venv.num_envs == 0
+    table = rsb3.policy_table(model)
+    assert_policy_schema(table)
+    assert table != before  # the shared policy changed
+    greedy = rsb3.policy_table(model, greedy=True)
+    assert_policy_schema(greedy)
+    assert set(greedy["action"].values()) | set(greedy["signal"].values()) <= {0.0, 1.0}
+    result = rsb3.evaluate_payoff(model, MANY, episodes=1, max_rounds=10)
+    assert set(result["per_agent"]) == {f"agent_{i}" for i in range(7)}
+    assert all(math.isfinite(v) for v in result["per_agent"].values())
+    venv.close()
+
+
+def test_ppo_gymnasium_single_focal():
+    env = gymnasium.make("reciprocity/L6-v0", max_rounds=10)
+    model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=2048)
+    assert_trained(model, 2048)
+    assert_policy_schema(rsb3.policy_table(model))
+    assert_policy_schema(rsb3.policy_table(model, own_reputation=0))
+    result = rsb3.evaluate_payoff(model, "L6-v0", episodes=1, max_rounds=10)
+    assert list(result["per_agent"]) == ["agent_0"] and math.isfinite(result["payoff"])
+    env.close()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gymnasium.make("reciprocity/L6-v0"),
+    lambda: SingleFocalEnv("discriminators-vs-defectors-v0", observation="full"),
+], ids=["gymnasium.make-L6", "SingleFocalEnv-full"])
+def test_sb3_check_env(make):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SB3's checker reports problems as warnings
+        check_env(make(), warn=True)
+
+
+def test_example_runs(capsys):
+    spec = importlib.util.spec_from_file_location("sb3_ppo", ROOT / "examples" / "sb3_ppo.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--timesteps", "1000", "--max-rounds", "5", "--num-vec-envs", "1",
+                  "--single-envs", "2", "--n-steps", "32"])
+    out = capsys.readouterr().out
+    assert "(a) many-learners-v0" in out and "(b) gymnasium.make('reciprocity/L6-v0')" in out
+    assert out.count("action P(C): GG") == 2 and out.count("evaluation: mean reward") == 2
