@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow test-sb3 lint bench clean
+.PHONY: run test test-slow test-sb3 test-ray lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,21 @@ test-sb3: $(STAMP)
 	$(BIN)/python -c "import stable_baselines3"  # fail instead of silently skipping
 	$(BIN)/python -m pytest -m sb3 $(PYTEST_ARGS)
 
+# RLlib (extra [ray]) in its own environment: ray pins gymnasium 1.2.x
+RAY_VENV := .venv-ray
+$(RAY_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RAY_VENV)/bin/python -m pip install --quiet "$(TORCH)"
+	$(RAY_VENV)/bin/python -m pip install --quiet -e ".[test,ray]"
+	touch $@
+
+test-ray: $(RAY_VENV)/.installed
+	$(RAY_VENV)/bin/python -c "import ray.rllib"  # fail instead of silently skipping
+	$(RAY_VENV)/bin/python -m pytest -m ray -p no:cacheprovider $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(RAY_VENV) runs build *.egg-info

@@ -18,9 +18,11 @@ import csv
 import json
 import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,8 +85,6 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = Tru
     """Run everything and write the outputs; returns the results records."""
     from tqdm.auto import tqdm
 
-    from .evaluation import evaluate_run, mean_ci95
-
     out = Path(out)
     (out / "references").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -104,39 +104,9 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = Tru
             runs[sa] = fut.result()
             bar.update()
         bar.close()
-    records = []
-    for s in cfg.scenarios:
-        ref = refs[s]
-        for a in cfg.algos:
-            metrics = runs[(s, a)]
-            evals = [evaluate_run(m, ref) for m in metrics]
-            for m, e in zip(metrics, evals, strict=True):
-                m["evaluation"] = e
-                seed_dir = out / "runs" / s / a / (f"seed_{m['seed']}" if len(metrics) > 1
-                                                   else "")
-                (seed_dir / "metrics.json").write_text(json.dumps(m, indent=2))
-            payoff = mean_ci95([m["per_interaction_payoff"] for m in metrics])
-            perf = mean_ci95([e["reference_performance"] for e in evals])
-            adher = mean_ci95([e["adherence"] for e in evals])
-            records.append({
-                "scenario": s, "algo": a, "regime": ref["regime"],
-                "seeds": [m["seed"] for m in metrics],
-                "per_interaction_payoff": {"mean": payoff[0], "ci95": payoff[1]},
-                "reference_payoff": ref["reference_payoff"],
-                "reference_kind": ref["kind"],
-                "full_cooperation_payoff": ref["full_cooperation_payoff"],
-                "reference_performance": {"mean": perf[0], "ci95": perf[1]},
-                "adherence": {"mean": adher[0], "ci95": adher[1]},
-                "constant_output": float(np.mean([e["constant_output_any_head"]
-                                                  for e in evals])),
-                "constant_output_action": float(np.mean(
-                    [next(iter(e["constant_output"].values()))["action"] for e in evals])),
-                "constant_output_signal": float(np.mean(
-                    [next(iter(e["constant_output"].values()))["signal"] for e in evals])),
-                "reference_constant_output": reference_constant_output(ref),
-                "rounds": metrics[0]["rounds"], "interactions_per_seed": metrics[0]["interactions"],
-                "wall_seconds": metrics[0]["wall_seconds"],
-            })
+    records = [build_record(s, a, runs[(s, a)], refs[s], cfg.algo_config.get(a, {}),
+                            run_dir=out / "runs" / s / a)
+               for s in cfg.scenarios for a in cfg.algos]
     (out / "results.json").write_text(json.dumps(records, indent=2))
     meta = {"config": cfg.to_dict(), "wall_seconds": time.perf_counter() - start,
             "cpu_count": os.cpu_count()}
@@ -148,6 +118,45 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = Tru
     if write_table:
         write_results_table(out, records, meta)
     return records
+
+
+def build_record(scenario: str, algo: str, metrics: list[dict], ref: dict,
+                 params: Mapping[str, Any] | None = None,
+                 run_dir: Path | None = None) -> dict:
+    """One results.json record for (scenario, algorithm) over its seeds; ``params`` are the
+    hyper-parameters that differ from the defaults. Adds each seed's evaluation to its metrics
+    (and rewrites its metrics.json when ``run_dir`` is given)."""
+    from .evaluation import evaluate_run, mean_ci95
+
+    evals = [evaluate_run(m, ref) for m in metrics]
+    for m, e in zip(metrics, evals, strict=True):
+        m["evaluation"] = e
+        if run_dir is not None:
+            seed_dir = run_dir / (f"seed_{m['seed']}" if len(metrics) > 1 else "")
+            seed_dir.mkdir(parents=True, exist_ok=True)
+            (seed_dir / "metrics.json").write_text(json.dumps(m, indent=2))
+    payoff = mean_ci95([m["per_interaction_payoff"] for m in metrics])
+    perf = mean_ci95([e["reference_performance"] for e in evals])
+    adher = mean_ci95([e["adherence"] for e in evals])
+    return {
+        "scenario": scenario, "algo": algo, "regime": ref["regime"],
+        "seeds": [m["seed"] for m in metrics],
+        "per_interaction_payoff": {"mean": payoff[0], "ci95": payoff[1]},
+        "reference_payoff": ref["reference_payoff"],
+        "reference_kind": ref["kind"],
+        "full_cooperation_payoff": ref["full_cooperation_payoff"],
+        "reference_performance": {"mean": perf[0], "ci95": perf[1]},
+        "adherence": {"mean": adher[0], "ci95": adher[1]},
+        "constant_output": float(np.mean([e["constant_output_any_head"] for e in evals])),
+        "constant_output_action": float(np.mean(
+            [next(iter(e["constant_output"].values()))["action"] for e in evals])),
+        "constant_output_signal": float(np.mean(
+            [next(iter(e["constant_output"].values()))["signal"] for e in evals])),
+        "reference_constant_output": reference_constant_output(ref),
+        "rounds": metrics[0]["rounds"], "interactions_per_seed": metrics[0]["interactions"],
+        "wall_seconds": metrics[0]["wall_seconds"],
+        "params": dict(params or {}),
+    }
 
 
 def reference_constant_output(ref: dict) -> dict[str, bool]:

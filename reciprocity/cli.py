@@ -8,6 +8,7 @@
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
     reciprocity benchmark --out docs/results            every scenario x algorithm x seed
     reciprocity flagship [--out runs/flagship]          RG vs PPO on the flagship (main job)
+    reciprocity sweep --grid FILE --backend local|ray   a grid of scenarios x algos x params
 """
 
 from __future__ import annotations
@@ -318,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_flagship)
+    from .sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -325,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, ImportError) as err:  # bad input, or a missing optional extra
         print(f"error: {err}", file=sys.stderr)
         return 2
 
