@@ -102,6 +102,24 @@ class ReputationPolicy(nn.Module):
         return torch.sigmoid(self.signal_logits())
 
     @torch.no_grad()
+    def set_tables(self, action, signal, confidence: float = 0.95) -> None:
+        """Start from given tables (tabular policies only), e.g. a scripted strategy's.
+
+        Args:
+            action: (4,) or (*batch_shape, 4) P(C), index order; signal: likewise (8,).
+            confidence: probabilities are clipped to [1 - confidence, confidence] so that the
+                logits stay finite and learning can move them.
+        """
+        if self.kind != "tabular":
+            raise ValueError("policy: set_tables needs the tabular parameterisation")
+        if not 0.5 < confidence < 1.0:
+            raise ValueError(f"confidence must lie in (0.5, 1), got {confidence!r}")
+        for param, probs in ((self.action_table, action), (self.signal_table, signal)):
+            p = torch.as_tensor(probs, dtype=param.dtype, device=param.device)
+            p = p.clamp(1 - confidence, confidence)
+            param.copy_(torch.logit(p).expand_as(param))
+
+    @torch.no_grad()
     def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Detached (action (*batch, 4), signal (*batch, 8)) probability tables."""
         return self.action_probs().detach(), self.signal_probs().detach()

@@ -147,7 +147,8 @@ def _cmd_train(args) -> int:
             overrides[key] = _parse_value(value)
         seeds = tuple(args.seeds) if args.seeds else (args.seed,)
         config = TrainConfig(scenario=scenario, algo=args.algo, seeds=seeds, rounds=args.rounds,
-                             num_envs=args.num_envs, algo_config=overrides, device=args.device)
+                             num_envs=args.num_envs, algo_config=overrides, device=args.device,
+                             init_policy=args.init)
         out, resume = Path(args.out), False
     metrics = train(config, out, resume=resume, progress=not args.quiet)
     for m in metrics:
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="algorithm hyper-parameter override, e.g. --set horizon=40")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--init", metavar="STRATEGY",
+                   help="start every learner from a strategy, e.g. disc+L6 (tabular policies)")
     p.add_argument("--out", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

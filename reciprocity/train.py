@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .agents.rollout import collect
 from .envs.evaluate import evaluate_focal_tables
-from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, to_display_order
+from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, parse_strategy, to_display_order
 from .envs.scenarios import get_scenario
 from .envs.vector import VectorGame
 from .evaluation import EVALUATION_SEED
@@ -66,6 +66,7 @@ class TrainConfig:
     eval_rounds: int | None = None  # rounds per evaluation game (default: scenario max_rounds)
     algo_config: dict[str, Any] = field(default_factory=dict)  # overrides of the algo defaults
     checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
+    init_policy: str | None = None  # start every learner from this strategy spec (tabular)
     save_checkpoint: bool = True  # write checkpoint.pt (needed for resume)
     tensorboard: bool = True  # write TensorBoard events to tb/ (if tensorboard is installed)
     device: str = "cpu"  # torch device
@@ -73,6 +74,8 @@ class TrainConfig:
     def __post_init__(self):
         algorithm(self.algo)
         self.seeds = tuple(int(s) for s in self.seeds)
+        if self.init_policy is not None:
+            parse_strategy(self.init_policy, field="init_policy")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
         for name in ("rounds", "num_envs", "eval_envs"):
@@ -179,6 +182,9 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
     torch.manual_seed(int(seed_seq.generate_state(1)[0]))
     learner = learner_cls(learner_config, env_config, (num_seeds, focal.size),
                           seed=config.seeds[0], device=config.device)
+    if config.init_policy is not None:
+        start_policy = parse_strategy(config.init_policy, field="init_policy")
+        learner.policy.set_tables(start_policy.action, start_policy.assess)
     first_update, elapsed_before = 0, 0.0
     checkpoint = out / "checkpoint.pt" if out is not None and config.save_checkpoint else None
     if resume:

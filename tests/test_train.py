@@ -113,3 +113,26 @@ def test_bad_train_arguments_are_reported(tmp_path, capsys):
         TrainConfig("L6-v0", rounds=0)
     with pytest.raises(ValueError, match="algo"):
         TrainConfig("L6-v0", algo="dqn")
+
+
+def test_learners_can_start_from_a_strategy():
+    from reciprocity.agents.policy import ReputationPolicy
+    from reciprocity.envs import parse_strategy
+
+    policy = ReputationPolicy((2, 3))
+    disc = parse_strategy("disc+L6")
+    policy.set_tables(disc.action, disc.assess, confidence=0.9)
+    action, signal = policy.tables()
+    expected_a = torch.tensor(np.clip(disc.action, 0.1, 0.9), dtype=torch.float32)
+    expected_s = torch.tensor(np.clip(disc.assess, 0.1, 0.9), dtype=torch.float32)
+    assert torch.allclose(action, expected_a.expand(2, 3, 4), atol=1e-6)
+    assert torch.allclose(signal, expected_s.expand(2, 3, 8), atol=1e-6)
+    with pytest.raises(ValueError, match="tabular"):
+        ReputationPolicy((1,), kind="mlp").set_tables(disc.action, disc.assess)
+    with pytest.raises(ValueError, match="init_policy"):
+        TrainConfig("L6-v0", init_policy="nonsense")
+    # a run started from the discriminator, with a learning rate of 0, evaluates as one
+    metrics = train(TrainConfig("L6-v0", seeds=(0,), rounds=10, num_envs=2, eval_envs=8,
+                                init_policy="disc+L6", algo_config={"lr": 0.0}), progress=False)
+    assert metrics[0]["policy"]["action"]["GG"] == pytest.approx(0.95, abs=1e-6)
+    assert metrics[0]["policy"]["action"]["GB"] == pytest.approx(0.05, abs=1e-6)
