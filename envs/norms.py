@@ -83,9 +83,6 @@ LEADING_EIGHT_TABLE: dict[str, tuple[str, str]] = {
     "L7": ("GBGGGBBB", "D"),
     "L8": ("GBBGGBBB", "D"),
 }
-LEADING_EIGHT_ALIASES = {"L3": "simple standing", "L6": "stern judging", "L7": "staying",
-                         "L8": "judging"}
-
 ASSESSMENT_RULES: dict[str, np.ndarray] = {}
 for _name, _cols in _SECOND_ORDER.items():
     ASSESSMENT_RULES[_name] = from_display_order(_gb(_cols * 2))
@@ -167,6 +164,11 @@ def parse_strategy(spec: Any, field: str = "strategy") -> Strategy:
         else:
             key = _canonical(text)
             if key not in LEADING_EIGHT_TABLE:
+                if key in ASSESSMENT_RULES:
+                    raise ValueError(
+                        f"{field}: {spec!r} is an assessment rule only; add an action rule, "
+                        f"e.g. 'disc+{key}'"
+                    )
                 if key in ACTION_RULES:
                     raise ValueError(
                         f"{field}: {spec!r} is an action rule only; add an assessment rule, "
