@@ -83,6 +83,7 @@ LEADING_EIGHT_TABLE: dict[str, tuple[str, str]] = {
     "L7": ("GBGGGBBB", "D"),
     "L8": ("GBBGGBBB", "D"),
 }
+
 ASSESSMENT_RULES: dict[str, np.ndarray] = {}
 for _name, _cols in _SECOND_ORDER.items():
     ASSESSMENT_RULES[_name] = from_display_order(_gb(_cols * 2))
