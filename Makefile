@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow test-sb3 test-ray lint bench clean
+.PHONY: run test test-slow test-sb3 test-ray docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,21 @@ test-ray: $(RAY_VENV)/.installed
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
+
+# The site, built strictly (any warning fails) into a temporary folder. The API reference is read
+# from build/docs-src/reciprocity/, a symlink tree in the installed layout (envs/ ->
+# reciprocity/envs, ...; see mkdocs.yml). Afterwards `$(BIN)/mkdocs serve` works too.
+DOCS_SRC := build/docs-src
+$(VENV)/.docs-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	rm -rf $(DOCS_SRC) && mkdir -p $(DOCS_SRC)/reciprocity
+	ln -s $(CURDIR)/reciprocity/* $(DOCS_SRC)/reciprocity/
+	ln -s $(CURDIR)/envs $(CURDIR)/agents $(CURDIR)/baselines $(DOCS_SRC)/reciprocity/
+	site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && \
+		NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d "$$site"
 
 clean:
 	rm -rf $(VENV) $(RAY_VENV) runs build *.egg-info
