@@ -36,8 +36,11 @@ class RGConfig:
     """Hyper-parameters of the reciprocity-gradient learner."""
 
     rounds_per_update: int = 10  # rounds played in every game between two updates
-    horizon: int = 25  # H: rounds unrolled in the differentiable model
-    gamma: float = 0.97  # discount per round inside the model (long-run criterion: keep high)
+    horizon: int = 50  # H: rounds unrolled in the differentiable model
+    # discount per round inside the model. The criterion is the long-run payoff per round, so keep
+    # it high: cooperating pays c now and about gamma * b (1 - e) a round later, and with
+    # b = 1.1, c = 1 (low-benefit-v0) gamma = 0.97 already flips the optimum to defection.
+    gamma: float = 0.99
     lr: float = 0.1  # Adam step size on the policy parameters
     steps_per_update: int = 5  # reciprocity-gradient steps after each refit
     estimator_prior: float = 2.0  # pseudo-counts pulling an agent's estimate to the pooled one
