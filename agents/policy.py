@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -115,7 +116,7 @@ class ReputationPolicy(nn.Module):
         if not 0.5 < confidence < 1.0:
             raise ValueError(f"confidence must lie in (0.5, 1), got {confidence!r}")
         for param, probs in ((self.action_table, action), (self.signal_table, signal)):
-            p = torch.as_tensor(probs, dtype=param.dtype, device=param.device)
+            p = torch.tensor(np.array(probs), dtype=param.dtype, device=param.device)
             p = p.clamp(1 - confidence, confidence)
             param.copy_(torch.logit(p).expand_as(param))
 

@@ -54,9 +54,11 @@ def slope(xs, ys) -> float:
 def cmd_scaling(args) -> dict:
     ns = [10, 20, 50, 100, 200]
     hs = [5, 10, 20, 40, 80]
-    by_n = {n: time_rg_update(n, 25, args.repeats) for n in ns}
+    default_h = RGConfig().horizon
+    by_n = {n: time_rg_update(n, default_h, args.repeats) for n in ns}
     by_h = {h: time_rg_update(10, h, args.repeats) for h in hs}
-    print(f"RG update time (refit + {RGConfig().steps_per_update} gradient steps), H = 25:")
+    print(f"RG update time (refit + {RGConfig().steps_per_update} gradient steps), "
+          f"H = {default_h} (default):")
     print(f"{'N':>6s} {'seconds':>10s}")
     for n, t in by_n.items():
         print(f"{n:6d} {t:10.4f}")
