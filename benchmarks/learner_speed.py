@@ -8,8 +8,9 @@ games, then ``steps_per_update`` gradient steps through an H-round unroll) and p
 scaling exponents fitted on a log-log scale (target: linear in H, polynomial in N, and one
 update at N = 200 within 1 s). ``to-discriminate`` trains RG, PPO and REINFORCE on the
 stern-judging scenario (L6-v0) with the same interaction budget and reports, per algorithm, the
-wall time and the number of rounds until the greedy action rule first equals the
-discriminating rule (C with Good recipients, D with Bad ones) — or that it never did.
+wall time and the number of rounds until the action rule of a Good agent first discriminates
+confidently (P(C | G, G) > 0.9 and P(C | G, B) < 0.1, the criterion of the learning test) — or
+that it never did.
 Prints tables and a final JSON line; asserts nothing.
 """
 
@@ -77,9 +78,10 @@ def cmd_scaling(args) -> dict:
 
 
 def discriminating(action_probs: np.ndarray) -> bool:
-    """Greedy action rule C with Good recipients, D with Bad ones (index 2x + y)."""
-    greedy = action_probs > 0.5
-    return bool(greedy[1] and greedy[3] and not greedy[0] and not greedy[2])
+    """A Good agent's action rule discriminates, and confidently: P(C | G, G) > 0.9 and
+    P(C | G, B) < 0.1 (index 2x + y). A merely greedy criterion (> 0.5 / < 0.5) is met by the
+    first small step in the right direction and would time noise, not learning."""
+    return bool(action_probs[3] > 0.9 and action_probs[2] < 0.1)
 
 
 def time_to_discriminate(algo: str, budget: int, seed: int) -> tuple[float | None, int | None,
