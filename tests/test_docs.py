@@ -1,9 +1,10 @@
 """Every ```python block in docs/*.md and README.md runs as is.
 
 Each block is executed in a fresh namespace, in a temporary working directory (blocks that write
-files write there), with a non-interactive matplotlib backend. Blocks fenced as
-```python no-run are skipped by design (e.g. they need an optional package). Test ids name the
-file, the block index and its first line, so a failing block is easy to find.
+files write there), with a non-interactive matplotlib backend. Blocks that need an optional
+extra are fenced as ```python requires=sb3 (or requires=ray): they carry that pytest marker, so
+they run with the extra's tests (`make test-sb3`, `make test-ray`) and are deselected from the
+default run. Test ids name the file, the block index and its line.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [
 ]
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*?)[ \t]*$")
-PYTHON_FLAGS = {"no-run"}
+#: fence flag -> (pytest marker, module that must import)
+EXTRAS = {"requires=sb3": ("sb3", "stable_baselines3"), "requires=ray": ("ray", "ray.rllib")}
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,17 @@ def test_docs_have_python_blocks():
     assert sum(b.path.name == "envs.md" for b in ALL_BLOCKS) >= 6
 
 
-@pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.id for b in ALL_BLOCKS])
+def _param(block: Block):
+    marks = [getattr(pytest.mark, EXTRAS[f][0]) for f in block.flags if f in EXTRAS]
+    return pytest.param(block, marks=marks, id=block.id)
+
+
+@pytest.mark.parametrize("block", [_param(b) for b in ALL_BLOCKS])
 def test_python_block_runs(block: Block, tmp_path, monkeypatch):
-    unknown = block.flags - PYTHON_FLAGS
+    unknown = block.flags - set(EXTRAS)
     assert not unknown, f"{block.id}: unknown fence flag(s) {sorted(unknown)}"
-    if "no-run" in block.flags:
-        pytest.skip("marked ```python no-run")
+    for flag in block.flags:
+        pytest.importorskip(EXTRAS[flag][1])  # the extra's make target checks it is installed
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     code = compile(block.code, f"{block.path}:block{block.index}", "exec")
