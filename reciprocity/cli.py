@@ -206,9 +206,11 @@ def _cmd_evaluate(args) -> int:
     result = evaluate_run(metrics, ref)
     metrics["evaluation"] = result
     path.write_text(json.dumps(metrics, indent=2))
+    perf = result["reference_performance"]
+    perf = "n/a (reference <= 0)" if perf != perf else f"{perf:.3f}"
     print(f"{metrics['scenario']} {metrics['algo']} seed {metrics['seed']}: "
           f"payoff {metrics['per_interaction_payoff']:.3f} / reference "
-          f"{result['reference_payoff']:.3f} = {result['reference_performance']:.3f}; "
+          f"{result['reference_payoff']:.3f} = {perf}; "
           f"adherence {result['adherence']:.3f}; constant-output "
           f"{result['constant_output'][next(iter(result['constant_output']))]}")
     return 0
