@@ -6,7 +6,7 @@ For each scenario the reference (exhaustive search or ideal discriminator) is co
 each algorithm all seeds train together in one process (vectorised over seeds), with the same
 interaction budget for every algorithm; each seed is evaluated against the reference. Work is
 spread over ``workers`` processes. Writes ``results.json`` (one record per scenario and
-algorithm), ``runs/<scenario>/<algo>/`` (per-seed metrics and learning curves),
+algorithm), ``runs/<scenario>/<algo>/default/`` (per-seed metrics and learning curves),
 ``references/<scenario>.json``, learning-curve and policy heat-map PNGs, and refreshes the
 generated table in ``results.md`` next to the output folder (text outside the table markers is
 kept, so the discussion survives regeneration).
@@ -19,7 +19,6 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,69 +54,49 @@ class BenchmarkConfig:
         return d
 
 
-def _reference_job(scenario: str, cfg: BenchmarkConfig, out: Path) -> dict:
-    import torch
-
-    from .evaluation import reference
-
-    torch.set_num_threads(1)
-    path = out / "references" / f"{scenario}.json"
-    ref = reference(scenario, search_envs=cfg.search_envs, confirm_envs=cfg.confirm_envs)
-    path.write_text(json.dumps(ref, indent=2))
-    return ref
-
-
-def _train_job(scenario: str, algo: str, cfg: BenchmarkConfig, out: Path) -> list[dict]:
-    import torch
-
-    from .train import TrainConfig, train
-
-    torch.set_num_threads(1)
-    config = TrainConfig(scenario, algo=algo, seeds=tuple(range(cfg.seeds)), rounds=cfg.rounds,
-                         num_envs=cfg.num_envs, eval_envs=cfg.eval_envs,
-                         algo_config=cfg.algo_config.get(algo, {}), checkpoint_every=0,
-                         save_checkpoint=False, tensorboard=False)
-    return train(config, out / "runs" / scenario / algo, progress=False)
-
-
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True,
                   write_table: bool = True) -> list[dict]:
-    """Run everything and write the outputs; returns the results records."""
-    from tqdm.auto import tqdm
+    """Run everything and write the outputs; returns the results records.
+
+    The runs are a sweep (:func:`reciprocity.sweep.run_sweep`, local backend) over the fixed grid
+    of ``cfg`` with one hyper-parameter combination per algorithm; this function adds the
+    figures and the results table.
+    """
+    from .sweep import run_sweep
 
     out = Path(out)
-    (out / "references").mkdir(parents=True, exist_ok=True)
+    grid = {"scenarios": list(cfg.scenarios), "algos": list(cfg.algos), "seeds": cfg.seeds,
+            "rounds": cfg.rounds, "num_envs": cfg.num_envs, "eval_envs": cfg.eval_envs,
+            "search_envs": cfg.search_envs, "confirm_envs": cfg.confirm_envs,
+            "params": {a: {k: [v] for k, v in cfg.algo_config[a].items()}
+                       for a in cfg.algos if cfg.algo_config.get(a)}}
     start = time.perf_counter()
-    refs, runs = {}, {}
-    with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
-        ref_futures = {s: pool.submit(_reference_job, s, cfg, out) for s in cfg.scenarios}
-        # train the heaviest first so the pool does not end on one long job
-        jobs = sorted(((s, a) for s in cfg.scenarios for a in cfg.algos),
-                      key=lambda sa: -_cost(sa[0], sa[1]))
-        train_futures = {sa: pool.submit(_train_job, *sa, cfg, out) for sa in jobs}
-        bar = tqdm(total=len(ref_futures) + len(train_futures), desc="benchmark",
-                   disable=not progress, unit="job")
-        for s, fut in ref_futures.items():
-            refs[s] = fut.result()
-            bar.update()
-        for sa, fut in train_futures.items():
-            runs[sa] = fut.result()
-            bar.update()
-        bar.close()
-    records = [build_record(s, a, runs[(s, a)], refs[s], cfg.algo_config.get(a, {}),
-                            run_dir=out / "runs" / s / a)
-               for s in cfg.scenarios for a in cfg.algos]
-    (out / "results.json").write_text(json.dumps(records, indent=2))
+    records = run_sweep(grid, out, backend="local", workers=cfg.workers, progress=progress)
     meta = {"config": cfg.to_dict(), "wall_seconds": time.perf_counter() - start,
             "cpu_count": os.cpu_count()}
     (out / "benchmark.json").write_text(json.dumps(meta, indent=2))
-    plot_learning_curves(out, cfg, refs)
-    plot_policy_heatmaps(out, cfg, refs, runs)
-    for s in cfg.scenarios:
-        plot_scenario(out, s, cfg.algos, refs[s], {a: runs[(s, a)] for a in cfg.algos})
+    refs = {s: json.loads((out / "references" / f"{s}.json").read_text())
+            for s in {r["scenario"] for r in records}}
+    run_dirs = {(r["scenario"], r["algo"]): out / r["run"] for r in records}
+    runs = {key: _load_metrics(path) for key, path in run_dirs.items()}
+    scenario_ids = list(dict.fromkeys(r["scenario"] for r in records))
+    plot_learning_curves(out, scenario_ids, cfg.algos, refs, run_dirs)
+    plot_policy_heatmaps(out, scenario_ids, cfg.algos, refs, runs)
+    for s in scenario_ids:
+        plot_scenario(out, s, cfg.algos, refs[s], {a: runs[(s, a)] for a in cfg.algos},
+                      {a: run_dirs[(s, a)] for a in cfg.algos})
     if write_table:
         write_results_table(out, records, meta)
     return records
+
+
+def _load_metrics(run_dir: Path) -> list[dict]:
+    """The evaluated per-seed metrics of a run folder (one seed: metrics.json at the top)."""
+    single = run_dir / "metrics.json"
+    if single.is_file():
+        return [json.loads(single.read_text())]
+    files = sorted(run_dir.glob("seed_*/metrics.json"), key=lambda p: int(p.parent.name[5:]))
+    return [json.loads(f.read_text()) for f in files]
 
 
 def build_record(scenario: str, algo: str, metrics: list[dict], ref: dict,
@@ -168,17 +147,10 @@ def reference_constant_output(ref: dict) -> dict[str, bool]:
     return evaluate_run(fake, ref)["constant_output"]["reference"]
 
 
-def _cost(scenario: str, algo: str) -> float:
-    """Rough relative cost, to schedule long jobs first."""
-    from .envs.scenarios import get_scenario
-
-    s = get_scenario(scenario)
-    return len(s.population) * s.num_focal * (2.0 if algo == "rg" else 1.0)
-
-
-def _curves(out: Path, scenario: str, algo: str) -> tuple[np.ndarray, np.ndarray]:
-    """(rounds (U,), reward per round (U, seeds)) from progress.csv."""
-    rows = list(csv.DictReader((out / "runs" / scenario / algo / "progress.csv").open()))
+def _curves(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(rounds (U,), reward per round (U, seeds)) from a run's progress.csv."""
+    with (run_dir / "progress.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
     seeds = sorted({int(r["seed"]) for r in rows})
     rounds = sorted({int(r["rounds"]) for r in rows})
     grid = np.full((len(rounds), len(seeds)), np.nan)
@@ -195,19 +167,19 @@ def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
     return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same") / count, 0, y)
 
 
-def plot_learning_curves(out: Path, cfg: BenchmarkConfig, refs: dict) -> None:
+def plot_learning_curves(out: Path, scenario_ids, algos, refs: dict, run_dirs: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(cfg.scenarios)
+    n = len(scenario_ids)
     cols = 4
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, cfg.scenarios, strict=False):
-        for a in cfg.algos:
-            x, y = _curves(out, s, a)
+    for ax, s in zip(axes.flat, scenario_ids, strict=False):
+        for a in algos:
+            x, y = _curves(run_dirs[(s, a)])
             y = _smooth(y)
             mean = np.nanmean(y, axis=1)
             half = 1.96 * np.nanstd(y, axis=1, ddof=1) / np.sqrt(y.shape[1]) \
@@ -227,7 +199,7 @@ def plot_learning_curves(out: Path, cfg: BenchmarkConfig, refs: dict) -> None:
     plt.close(fig)
 
 
-def plot_policy_heatmaps(out: Path, cfg: BenchmarkConfig, refs: dict, runs: dict) -> None:
+def plot_policy_heatmaps(out: Path, scenario_ids, algos, refs: dict, runs: dict) -> None:
     """Per scenario: rows = reference + algorithms, columns = the 12 contexts, colour = mean
     probability of C / Good of the first focal learner over seeds."""
     import matplotlib
@@ -236,18 +208,18 @@ def plot_policy_heatmaps(out: Path, cfg: BenchmarkConfig, refs: dict, runs: dict
     import matplotlib.pyplot as plt
 
     keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
-    n = len(cfg.scenarios)
+    n = len(scenario_ids)
     cols = 3
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 1.0 + 0.45 * (len(cfg.algos) + 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 1.0 + 0.45 * (len(algos) + 1)
                                                   * rows + 0.6 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, cfg.scenarios, strict=False):
+    for ax, s in zip(axes.flat, scenario_ids, strict=False):
         grid = [[refs[s]["policy"][h][k] for h, k in keys]]
-        for a in cfg.algos:
+        for a in algos:
             grid.append([float(np.mean([m["policy"][h][k] for m in runs[(s, a)]]))
                          for h, k in keys])
         im = ax.imshow(np.array(grid), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-        ax.set_yticks(range(len(cfg.algos) + 1), ["reference", *cfg.algos], fontsize=7)
+        ax.set_yticks(range(len(algos) + 1), ["reference", *algos], fontsize=7)
         ax.set_xticks(range(12), [k for _, k in keys], fontsize=6, rotation=90)
         ax.axvline(3.5, color="k", lw=1)
         ax.set_title(f"{s} ({refs[s]['regime']})", fontsize=8)
@@ -259,7 +231,8 @@ def plot_policy_heatmaps(out: Path, cfg: BenchmarkConfig, refs: dict, runs: dict
     plt.close(fig)
 
 
-def plot_scenario(out: Path, scenario: str, algos, ref: dict, runs: dict) -> Path:
+def plot_scenario(out: Path, scenario: str, algos, ref: dict, runs: dict,
+                  run_dirs: dict) -> Path:
     """One figure for one scenario: learning curves (left), policies (right)."""
     import matplotlib
 
@@ -269,7 +242,7 @@ def plot_scenario(out: Path, scenario: str, algos, ref: dict, runs: dict) -> Pat
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8),
                                       gridspec_kw={"width_ratios": [1, 1.3]})
     for a in algos:
-        x, y = _curves(out, scenario, a)
+        x, y = _curves(run_dirs[a])
         mean = np.nanmean(_smooth(y), axis=1)
         left.plot(x, mean, label=a)
         for k in range(y.shape[1]):
