@@ -41,34 +41,13 @@ import math
 
 import numpy as np
 import pytest
+from spec_tables import COLUMNS, LEADING_EIGHT, SECOND_ORDER
 
 from reciprocity.envs import BatchedGame, GameParams, parse_strategy, simulate
 
 G, B = 1, 0
 
-# ---------------------------------------------------------------------------------------------
-# Published tables (SPEC §2), typed out by hand.
-# ---------------------------------------------------------------------------------------------
-
-# Second-order: columns C vs G, D vs G, C vs B, D vs B.
-SECOND_ORDER = {
-    "image_scoring": "GBGB",
-    "simple_standing": "GBGG",
-    "stern_judging": "GBBG",
-    "shunning": "GBBB",
-}
-# Leading eight: GGC GGD GBC GBD BGC BGD BBC BBD, then p(B, B).
-LEADING_EIGHT = {
-    "L1": ("GBGGGBGB", "C"),
-    "L2": ("GBBGGBGB", "C"),
-    "L3": ("GBGGGBGG", "D"),
-    "L4": ("GBGGGBBG", "D"),
-    "L5": ("GBBGGBGG", "D"),
-    "L6": ("GBBGGBBG", "D"),
-    "L7": ("GBGGGBBB", "D"),
-    "L8": ("GBBGGBBB", "D"),
-}
-COLUMNS = ("GGC", "GGD", "GBC", "GBD", "BGC", "BGD", "BBC", "BBD")
+# The published tables (SPEC §2) are typed out by hand in tests/spec_tables.py.
 ASSESS_NAMES = (*LEADING_EIGHT, *SECOND_ORDER)
 
 

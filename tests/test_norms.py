@@ -16,6 +16,7 @@ import itertools
 
 import numpy as np
 import pytest
+import spec_tables
 
 from reciprocity.envs import (
     ACTION_CONTEXTS,
@@ -35,25 +36,10 @@ C, D = 1, 0  # actions
 # ---------------------------------------------------------------------------------------------
 
 # Second-order rules: columns "C vs G", "D vs G", "C vs B", "D vs B" (donor reputation ignored).
-SECOND_ORDER = {
-    "image_scoring": ("G", "B", "G", "B"),
-    "simple_standing": ("G", "B", "G", "G"),
-    "stern_judging": ("G", "B", "B", "G"),
-    "shunning": ("G", "B", "B", "B"),
-}
-
-# Leading eight: d(x, y, a) in the column order GGC GGD GBC GBD BGC BGD BBC BBD, then p(B, B).
-LEADING_EIGHT_COLUMNS = ("GGC", "GGD", "GBC", "GBD", "BGC", "BGD", "BBC", "BBD")
-LEADING_EIGHT = {
-    "L1": ("G B G G G B G B", "C"),
-    "L2": ("G B B G G B G B", "C"),
-    "L3": ("G B G G G B G G", "D"),
-    "L4": ("G B G G G B B G", "D"),
-    "L5": ("G B B G G B G G", "D"),
-    "L6": ("G B B G G B B G", "D"),
-    "L7": ("G B G G G B B B", "D"),
-    "L8": ("G B B G G B B B", "D"),
-}
+SECOND_ORDER = {name: tuple(cols) for name, cols in spec_tables.SECOND_ORDER.items()}
+LEADING_EIGHT_COLUMNS = spec_tables.COLUMNS
+LEADING_EIGHT = {name: (" ".join(cols), pbb)
+                 for name, (cols, pbb) in spec_tables.LEADING_EIGHT.items()}
 
 
 def _letter(ch: str) -> int:

@@ -17,6 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
+# --- Spec §2, display order --------------------------------------------------------------------
+# Assessment rules: GGC GGD GBC GBD BGC BGD BBC BBD. Action rules: p(G,G) p(G,B) p(B,G) p(B,B).
+from spec_tables import LEADING_EIGHT, SECOND_ORDER
+
 import reciprocity
 from reciprocity.envs import (
     Scenario,
@@ -28,24 +32,6 @@ from reciprocity.envs import (
     scenarios,
 )
 
-# --- Spec §2, display order --------------------------------------------------------------------
-# Assessment rules: GGC GGD GBC GBD BGC BGD BBC BBD. Action rules: p(G,G) p(G,B) p(B,G) p(B,B).
-LEADING_EIGHT = {
-    "L1": ("GBGGGBGB", "C"),
-    "L2": ("GBBGGBGB", "C"),
-    "L3": ("GBGGGBGG", "D"),
-    "L4": ("GBGGGBBG", "D"),
-    "L5": ("GBBGGBGG", "D"),
-    "L6": ("GBBGGBBG", "D"),
-    "L7": ("GBGGGBBB", "D"),
-    "L8": ("GBBGGBBB", "D"),
-}
-SECOND_ORDER = {  # C vs G, D vs G, C vs B, D vs B (the donor's reputation is ignored)
-    "image_scoring": "GBGB",
-    "simple_standing": "GBGG",
-    "stern_judging": "GBBG",
-    "shunning": "GBBB",
-}
 ACTIONS = {"allc": "CCCC", "alld": "DDDD", "disc": "CDCD",
            **{k: "CDC" + pbb for k, (_, pbb) in LEADING_EIGHT.items()}}
 ASSESS = {**{k: cols for k, (cols, _) in LEADING_EIGHT.items()},
