@@ -33,8 +33,12 @@ def _context_bits(num_contexts: int, num_bits: int) -> torch.Tensor:
     return torch.stack(bits, dim=-1).float() * 2 - 1
 
 
-class _BatchedMLP(nn.Module):
-    """Independent tanh MLPs, one per batch element: features (K, d) -> logits (*batch, K)."""
+class BatchedMLP(nn.Module):
+    """Independent one-hidden-layer tanh MLPs, one per batch element.
+
+    ``forward`` maps features (K, d) shared by all elements, or (*batch, K, d) per element, to
+    outputs (*batch, K). Used by the MLP policy heads and by the baselines' critics.
+    """
 
     def __init__(self, batch_shape, in_dim: int, hidden: int, generator: torch.Generator):
         super().__init__()
@@ -48,7 +52,8 @@ class _BatchedMLP(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(*batch_shape))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(torch.einsum("kd,...dh->...kh", features, self.w1) + self.b1[..., None, :])
+        h = torch.tanh(torch.einsum("...kd,...dh->...kh", features, self.w1)
+                       + self.b1[..., None, :])
         return torch.einsum("...kh,...h->...k", h, self.w2) + self.b2[..., None]
 
 
@@ -78,8 +83,8 @@ class ReputationPolicy(nn.Module):
                 torch.full((*self.batch_shape, NUM_SIGNAL_CONTEXTS), float(init_logit)))
         else:
             gen = torch.Generator().manual_seed(seed)
-            self.action_mlp = _BatchedMLP(self.batch_shape, 2, hidden, gen)
-            self.signal_mlp = _BatchedMLP(self.batch_shape, 3, hidden, gen)
+            self.action_mlp = BatchedMLP(self.batch_shape, 2, hidden, gen)
+            self.signal_mlp = BatchedMLP(self.batch_shape, 3, hidden, gen)
             self.register_buffer("action_features", _context_bits(NUM_ACTION_CONTEXTS, 2))
             self.register_buffer("signal_features", _context_bits(NUM_SIGNAL_CONTEXTS, 3))
         self.to(device)

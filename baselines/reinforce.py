@@ -32,13 +32,11 @@ observation and the position only, never on the decision, so the gradient stays 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 
-from ..agents.policy import ReputationPolicy, log_prob
+from ..agents.policy import BatchedMLP, ReputationPolicy, log_prob
 from ..agents.rollout import Rollout
 from ..envs.config import EnvConfig
 from ..envs.vector import observations
@@ -148,7 +146,7 @@ def clip_grad_norm_per_learner_(params, batch_ndim: int, max_norm: float) -> tor
     return norms
 
 
-class ValueFunction(nn.Module):
+class ValueFunction(BatchedMLP):
     """Independent tanh MLP critics, one per learner, reading PettingZoo observations.
 
     ``forward(obs)`` maps observations ``[phase, donor_rep, action, recipient_rep, own_rep]``
@@ -158,22 +156,13 @@ class ValueFunction(nn.Module):
     """
 
     def __init__(self, batch_shape, hidden: int, scale: float, seed: int = 0, device="cpu"):
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        def init(*shape, fan_in):
-            bound = 1.0 / math.sqrt(fan_in)
-            return nn.Parameter((torch.rand(*batch_shape, *shape, generator=gen) * 2 - 1) * bound)
-        self.w1 = init(5, hidden, fan_in=5)
-        self.b1 = init(hidden, fan_in=5)
-        self.w2 = init(hidden, fan_in=hidden)
-        self.b2 = nn.Parameter(torch.zeros(*batch_shape))
+        super().__init__(batch_shape, 5, hidden, torch.Generator().manual_seed(seed))
         self.scale = scale
         self.to(device)
 
     def per_round(self, obs: torch.Tensor) -> torch.Tensor:
         """The network's output: value in payoff per round, (*batch, M)."""
-        h = torch.tanh(torch.einsum("...md,...dh->...mh", obs, self.w1) + self.b1[..., None, :])
-        return torch.einsum("...mh,...h->...m", h, self.w2) + self.b2[..., None]
+        return super().forward(obs)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.scale * self.per_round(obs)
