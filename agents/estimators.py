@@ -10,6 +10,8 @@ For every agent j (by slot index) a learner keeps
 
 The data are the public record only: matchings, observers, reputations before the round,
 executed actions and published signals (never intended actions, unflipped signals or rules).
+With k observers per interaction each of the k published signals is attributed to its own
+observer.
 The fit is the maximum-likelihood estimate of each Bernoulli cell (successes / trials) regularised
 towards the pooled estimate over all agents by ``prior`` pseudo-counts — the posterior mean under
 a Beta prior centred on the pooled rate. Pooling lets a rarely-seen agent-context borrow strength
@@ -51,7 +53,8 @@ class PublicEstimators:
         self.signal_successes = np.zeros_like(self.signal_trials)
 
     def update(self, public: dict[str, np.ndarray]) -> None:
-        """Add T rounds of public record (arrays (T, G, N), G = S * B games, seed-major)."""
+        """Add T rounds of public record (arrays (T, G, N), G = S * B games, seed-major;
+        ``observers`` and ``signals`` (T, G, k, N) with k observers per interaction)."""
         for arr in (self.action_trials, self.action_successes, self.signal_trials,
                     self.signal_successes):
             arr *= self.decay
@@ -66,10 +69,13 @@ class PublicEstimators:
         # donors: executed action in action context (x, y)
         ctx = 2 * rep + rec_rep
         self._add(self.action_trials, self.action_successes, seed, donor, ctx, actions)
-        # observers: published signal about the donor in signal context (x, y, a)
-        ctx = 4 * rep + 2 * rec_rep + actions
-        self._add(self.signal_trials, self.signal_successes, seed, public["observers"], ctx,
-                  public["signals"])
+        # observers: published signal about the donor in signal context (x, y, a), for every one
+        # of the k observers of the interaction (axis 2)
+        observers = public["observers"].reshape(rep.shape[0], g, -1, n)   # (T, G, k, N)
+        signals = public["signals"].reshape(observers.shape)
+        ctx = (4 * rep + 2 * rec_rep + actions)[:, :, None]
+        self._add(self.signal_trials, self.signal_successes, seed[:, :, None], observers,
+                  np.broadcast_to(ctx, observers.shape), signals)
 
     @staticmethod
     def _add(trials, successes, seed, agent, ctx, outcome):

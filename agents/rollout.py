@@ -3,7 +3,8 @@
 Layout: S seeds x B games per seed = G games (game ``g = s * B + b``), F focal slots per game,
 one learner per (seed, focal slot), so policies have ``batch_shape == (S, F)``. Per-learner
 tensors in a :class:`Rollout` have shape (T, S, F, B): T rounds, and for each learner its B
-games. Each learner only ever sees its own games.
+games; decisions of the assess phases have shape (T k, S, F, B) with k assess phases per round
+(k observers per interaction; 1 in the plain game). Each learner only ever sees its own games.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ class Rollout:
     """T rounds of experience.
 
     Learner-indexed tensors, shape (T, S, F, B):
-        action_contexts (long, 0..3), actions (intended, 0/1), signal_contexts (long, 0..7),
-        signals (emitted before the assessment error, 0/1), rewards (payoff of the round),
+        action_contexts (long, 0..3), actions (intended, 0/1), rewards (payoff of the round),
         own_rep (own reputation during the round, 0/1; the same at act and assess, since
-        reputations update only at round end).
+        reputations update only at round end);
+    and, shape (T k, S, F, B), one entry per assess phase (round t, phase j at ``t k + j``):
+        signal_contexts (long, 0..7), signals (emitted before the assessment error, 0/1).
     ``last_round`` (T,) bool: the round ended an episode.
     ``public``: the public record, numpy arrays (T, G, N), one per ``RoundRecord.PUBLIC_FIELDS``.
     """
@@ -45,6 +47,11 @@ class Rollout:
     @property
     def num_rounds(self) -> int:
         return self.actions.shape[0]
+
+    @property
+    def assess_phases(self) -> int:
+        """k, assess decisions per round."""
+        return self.signals.shape[0] // self.actions.shape[0]
 
 
 def to_learner_layout(values: np.ndarray, num_seeds: int) -> np.ndarray:
@@ -74,8 +81,8 @@ def collect(game: VectorGame, policy: ReputationPolicy, rounds: int, rng: np.ran
     Starts a new episode whenever one ends (the game must have been reset once).
     """
     act_probs, sig_probs = policy.tables()
-    keys = ("action_contexts", "actions", "signal_contexts", "signals", "rewards", "own_rep")
-    out = {k: [] for k in keys}
+    keys = ("action_contexts", "actions", "rewards", "own_rep")
+    out = {k: [] for k in (*keys, "signal_contexts", "signals")}
     public = {k: [] for k in PUBLIC_FIELDS}
     last = []
     for _ in range(rounds):
@@ -83,11 +90,16 @@ def collect(game: VectorGame, policy: ReputationPolicy, rounds: int, rng: np.ran
         own = a_ctx >> 1
         actions = sample(act_probs, a_ctx, rng)
         rewards = to_learner_layout(game.act(to_game_layout(actions)), num_seeds)
-        s_ctx = to_learner_layout(game.signal_contexts(), num_seeds)
-        signals = sample(sig_probs, s_ctx, rng)
-        record = game.assess(to_game_layout(signals))
-        for k, v in zip(keys, (a_ctx, actions, s_ctx, signals, rewards, own), strict=True):
+        for k, v in zip(keys, (a_ctx, actions, rewards, own), strict=True):
             out[k].append(v)
+        phase_signals = []
+        for phase in range(game.assess_phases):
+            s_ctx = to_learner_layout(game.signal_contexts(phase), num_seeds)
+            signals = sample(sig_probs, s_ctx, rng)
+            out["signal_contexts"].append(s_ctx)
+            out["signals"].append(signals)
+            phase_signals.append(to_game_layout(signals))
+        record = game.assess(np.stack(phase_signals, axis=1))
         for k in PUBLIC_FIELDS:
             public[k].append(getattr(record, k))
         last.append(game.done)

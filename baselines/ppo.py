@@ -5,11 +5,12 @@ CleanRL's ``ppo.py`` for the reputation policy. One :class:`PPO` object trains
 per-learner losses over disjoint parameters, advantages are normalised per learner, gradient norms
 are clipped per learner, and Adam is element-wise, so no learner's update depends on another's.
 
-Decision sequence (as in :mod:`~reciprocity.baselines.reinforce`): a round is two decisions,
-act then assess, giving ``act_0, assess_0, act_1, ...`` with the round's payoff on the act
-decision. ``gamma`` and ``gae_lambda`` are per round: the step act_t -> assess_t is neither
-discounted nor lambda-mixed, so the act decision's advantage is the usual per-round GAE
-(``r_t + gamma V(act_{t+1}) - V(act_t) + ...``) and the assess decision's is
+Decision sequence (as in :mod:`~reciprocity.baselines.reinforce`): a round is 1 + k decisions,
+act then k assess phases (k = 1 in the plain game), giving ``act_0, assess_0, act_1, ...`` with
+the round's payoff on the act decision. ``gamma`` and ``gae_lambda`` are per round: the steps
+within a round (act_t -> assess_t, and from one assess phase to the next) are neither discounted
+nor lambda-mixed, so the act decision's advantage is the usual per-round GAE
+(``r_t + gamma V(act_{t+1}) - V(act_t) + ...``) and the (last) assess decision's is
 ``gamma V(act_{t+1}) - V(assess_t) + gamma lambda A(act_{t+1})``.
 
 Critic: one small MLP per learner (:class:`~reciprocity.baselines.reinforce.ValueFunction`)
@@ -45,6 +46,7 @@ from .reinforce import (
     interleave,
     learner_major,
     round_discounts,
+    round_ends,
 )
 
 __all__ = ["PPO", "PPOConfig", "clipped_surrogate", "gae"]
@@ -75,7 +77,7 @@ class PPOConfig:
     num_epochs: int = 4
     """passes over the rollout per update"""
     num_minibatches: int = 4
-    """minibatches per epoch (each learner's 2 T B decisions are split into this many)"""
+    """minibatches per epoch (each learner's (1 + k) T B decisions are split into this many)"""
     clip_coef: float = 0.2
     """surrogate clipping: the probability ratio is clipped to [1 - clip_coef, 1 + clip_coef]"""
     vf_coef: float = 0.5
@@ -190,22 +192,23 @@ class PPO:
         old policy of the ratio. Returns metrics (floats, averaged over learners and steps).
         """
         cfg = self.config
-        T = rollout.num_rounds
+        T, k = rollout.num_rounds, rollout.assess_phases
         if tuple(rollout.actions.shape[1:3]) != self.batch_shape:
             raise ValueError(f"rollout has learners {tuple(rollout.actions.shape[1:3])}, "
                              f"expected batch_shape {self.batch_shape}")
         B = rollout.actions.shape[3]
 
-        # 1. the decision sequence and its observations, (2T, S, F, B)
+        # 1. the decision sequence and its observations, (T (1 + k), S, F, B)
         act_obs, assess_obs = decision_observations(rollout)
-        obs = interleave(act_obs, assess_obs)  # (2T, S, F, B, 5)
+        obs = interleave(act_obs, assess_obs)  # (T (1 + k), S, F, B, 5)
         # one context index over both heads: 0..3 action contexts, 4..11 signal contexts
         contexts = interleave(rollout.action_contexts,
                               rollout.signal_contexts + NUM_ACTION_CONTEXTS)
         decisions = interleave(rollout.actions, rollout.signals)
-        rewards = interleave(rollout.rewards, torch.zeros_like(rollout.rewards))
-        is_act = interleave(torch.ones_like(rollout.rewards), torch.zeros_like(rollout.rewards))
-        # per-learner samples (S, F, M) with M = 2 T B
+        no_reward = torch.zeros_like(rollout.signals, dtype=rollout.rewards.dtype)
+        rewards = interleave(rollout.rewards, no_reward)
+        is_act = interleave(torch.ones_like(rollout.rewards), no_reward)
+        # per-learner samples (S, F, M) with M = (1 + k) T B
         obs, contexts, decisions, is_act = (learner_major(x)
                                             for x in (obs, contexts, decisions, is_act))
 
@@ -221,23 +224,26 @@ class PPO:
             logits = torch.cat((self.policy.action_logits(), self.policy.signal_logits()), -1)
             old_logp, entropy = log_prob(logits, contexts, decisions)
             values = self.value(obs)  # (S, F, M)
-            seq_values = values.unflatten(-1, (2 * T, B)).movedim(2, 0)  # (2T, S, F, B)
+            seq_values = values.unflatten(-1, ((1 + k) * T, B)).movedim(2, 0)  # (T (1 + k), ..)
+            per_round = seq_values.unflatten(0, (T, 1 + k))  # [:, 0] act, [:, 1:] assess phases
             bootstrap = self._bootstrap_values(rollout)  # (T, S, F, B)
             cut = rollout.last_round.clone()
             cut[-1] = True
-            next_act = torch.cat((seq_values[2::2], bootstrap[-1:]))  # V(act_{t+1}), (T, ...)
+            next_act = torch.cat((per_round[1:, 0], bootstrap[-1:]))  # V(act_{t+1}), (T, ...)
             cut_b = cut.view(-1, 1, 1, 1)
             after_assess = torch.where(cut_b, bootstrap, next_act)
-            next_values = interleave(seq_values[1::2], after_assess)
-            discounts = round_discounts(T, cfg.gamma, self.device)
-            lambdas = round_discounts(T, cfg.gae_lambda, self.device)
-            ends = interleave(torch.zeros_like(cut), cut)
+            # what follows each decision: the next assess phase, or after the last one the next
+            # act decision (or its bootstrap value)
+            next_values = torch.cat((per_round[:, 1:], after_assess[:, None]), dim=1).flatten(0, 1)
+            discounts = round_discounts(T, cfg.gamma, self.device, k)
+            lambdas = round_discounts(T, cfg.gae_lambda, self.device, k)
+            ends = round_ends(cut, k)
             advantages = gae(rewards, seq_values, next_values, discounts, lambdas, ends)
             returns = advantages + seq_values
             advantages, returns = learner_major(advantages), learner_major(returns)
 
         # 3. several epochs of minibatch steps; one permutation serves all learners
-        M = 2 * T * B
+        M = (1 + k) * T * B
         mb_size = max(1, M // cfg.num_minibatches)
         params = [*self.policy.parameters(), *self.value.parameters()]
         stats = {"policy_loss": [], "value_loss": [], "approx_kl": [], "clip_fraction": [],

@@ -5,16 +5,18 @@ slots) that share nothing but the process: every loss is a sum of per-learner lo
 disjoint parameters, and Adam is element-wise, so learner (s, f) follows exactly the gradient of
 its own objective.
 
-Decision sequence. In a round a focal agent decides twice: it acts (as donor), then it assesses
-(as observer). For every trajectory (s, f, b) of a :class:`~reciprocity.agents.rollout.Rollout`
-the T rounds become 2T decisions ``act_0, assess_0, act_1, assess_1, ...``; the round's payoff is
-the reward of the act decision and the assess decision earns 0. The discount ``gamma`` is per
-round (not per decision), so ``G(act_t) = r_t + G(assess_t)`` and
-``G(assess_t) = gamma * G(act_{t+1})``: a signal is credited with everything from the next round
-on, which is all it can influence. Returns stop at episode ends (``rollout.last_round``) and at the
-end of the rollout: this is Monte-Carlo REINFORCE, nothing is bootstrapped. With the default
-``rounds_per_update = 100`` (= ``max_rounds`` of the catalogue) every update sees whole episodes,
-as in episodic REINFORCE, when the games start fresh.
+Decision sequence. In a round a focal agent decides 1 + k times: it acts (as donor), then it
+assesses (as observer) in each of the k assess phases (k = 1 unless the scenario has several
+observers per interaction). For every trajectory (s, f, b) of a
+:class:`~reciprocity.agents.rollout.Rollout` the T rounds become T (1 + k) decisions
+``act_0, assess_0, act_1, assess_1, ...`` (each ``assess_t`` being k decisions); the round's
+payoff is the reward of the act decision and the assess decisions earn 0. The discount ``gamma``
+is per round (not per decision), so ``G(act_t) = r_t + G(assess_t)`` and
+``G(assess_t) = gamma * G(act_{t+1})`` for every assess phase: a signal is credited with
+everything from the next round on, which is all it can influence. Returns stop at episode ends
+(``rollout.last_round``) and at the end of the rollout: this is Monte-Carlo REINFORCE, nothing is
+bootstrapped. With the default ``rounds_per_update = 100`` (= ``max_rounds`` of the catalogue)
+every update sees whole episodes, as in episodic REINFORCE, when the games start fresh.
 
 Both heads' log-probabilities are weighted by ``G - baseline``. Truncated returns shrink towards
 the end of a trajectory, so the baseline is a payoff per round times ``h_k``, the discounted number
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from ..agents.policy import BatchedMLP, ReputationPolicy, log_prob
@@ -49,6 +52,7 @@ __all__ = [
     "discounted_returns",
     "interleave",
     "round_discounts",
+    "round_ends",
 ]
 
 
@@ -98,13 +102,32 @@ class ReinforceConfig:
 
 # -- helpers shared with PPO -------------------------------------------------------------------
 def interleave(act: torch.Tensor, assess: torch.Tensor) -> torch.Tensor:
-    """(T, ...) act-phase and assess-phase values -> (2T, ...) ``act_0, assess_0, act_1, ...``."""
-    return torch.stack((act, assess), dim=1).flatten(0, 1)
+    """Act-phase values (T, ...) and assess-phase values (T k, ...) (k assess phases per round,
+    round-major) -> the decision sequence (T (1 + k), ...) ``act_0, assess_0, act_1, ...``."""
+    rounds = act.shape[0]
+    return torch.cat((act[:, None], assess.unflatten(0, (rounds, -1))), dim=1).flatten(0, 1)
 
 
-def round_discounts(num_rounds: int, gamma: float, device=None) -> torch.Tensor:
-    """Per-decision discounts (2T,) ``1, gamma, 1, gamma, ...``: gamma is applied per round."""
-    return torch.tensor([1.0, gamma], device=device).repeat(num_rounds)
+def round_discounts(num_rounds: int, gamma: float, device=None,
+                    assess_phases: int = 1) -> torch.Tensor:
+    """Per-decision discounts (T (1 + k),) ``1, .., 1, gamma, ...``: gamma is applied per round,
+    from the last assess decision of a round to the next act decision."""
+    return torch.tensor([1.0] * assess_phases + [gamma], device=device).repeat(num_rounds)
+
+
+def round_ends(last_round: torch.Tensor, assess_phases: int = 1) -> torch.Tensor:
+    """Rounds that ended a trajectory (T,) bool -> decisions after which it ended (T (1 + k),):
+    the last assess decision of those rounds."""
+    ends = torch.zeros(last_round.shape[0], 1 + assess_phases, dtype=torch.bool,
+                       device=last_round.device)
+    ends[:, -1] = last_round
+    return ends.flatten()
+
+
+def sum_over_phases(values: torch.Tensor, num_rounds: int, num_games: int) -> torch.Tensor:
+    """Per-learner samples of the assess decisions (..., T k B) (see :func:`learner_major`) ->
+    summed over the k assess phases of each round, (..., T B): aligned with the act samples."""
+    return values.unflatten(-1, (num_rounds, -1, num_games)).sum(-2).flatten(-2)
 
 
 def discounted_returns(rewards: torch.Tensor, discounts: torch.Tensor,
@@ -169,11 +192,13 @@ class ValueFunction(BatchedMLP):
 
 
 def decision_observations(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-    """PettingZoo observations of the act and assess decisions, each (T, S, F, B, 5)."""
+    """PettingZoo observations of the act (T, S, F, B, 5) and assess (T k, S, F, B, 5)
+    decisions."""
     own = rollout.own_rep.cpu().numpy()
     device = rollout.actions.device
     act = observations(rollout.action_contexts.cpu().numpy(), 0, own)
-    assess = observations(rollout.signal_contexts.cpu().numpy(), 1, own)
+    assess = observations(rollout.signal_contexts.cpu().numpy(), 1,
+                          np.repeat(own, rollout.assess_phases, axis=0))
     return torch.as_tensor(act, device=device), torch.as_tensor(assess, device=device)
 
 
@@ -214,26 +239,31 @@ class Reinforce:
         """One REINFORCE step on ``rollout`` (tensors (T, S, F, B)), collected with the current
         policy. Returns metrics (floats, averaged over learners)."""
         cfg = self.config
-        T = rollout.num_rounds
+        T, k = rollout.num_rounds, rollout.assess_phases
         if tuple(rollout.actions.shape[1:3]) != self.batch_shape:
             raise ValueError(f"rollout has learners {tuple(rollout.actions.shape[1:3])}, "
                              f"expected batch_shape {self.batch_shape}")
 
-        # 1. returns-to-go over the decision sequence act_0, assess_0, act_1, ... (2T, S, F, B)
-        rewards = interleave(rollout.rewards, torch.zeros_like(rollout.rewards))
-        ends = interleave(torch.zeros_like(rollout.last_round), rollout.last_round)
-        discounts = round_discounts(T, cfg.gamma, self.device)
-        returns = discounted_returns(rewards, discounts, ends)
-        # per-learner samples (S, F, T * B) of each phase
-        act_returns, assess_returns = learner_major(returns[0::2]), learner_major(returns[1::2])
+        # 1. returns-to-go over the decision sequence act_0, assess_0, act_1, ... (T (1 + k), S,
+        # F, B), the k assess decisions of a round following its act decision
+        no_reward = torch.zeros_like(rollout.signals, dtype=rollout.rewards.dtype)
+        rewards = interleave(rollout.rewards, no_reward)
+        ends = round_ends(rollout.last_round, k)
+        discounts = round_discounts(T, cfg.gamma, self.device, k)
+        returns = discounted_returns(rewards, discounts, ends).unflatten(0, (T, 1 + k))
+        # per-learner samples of each phase: act (S, F, T B), assess (S, F, T k B)
+        act_returns = learner_major(returns[:, 0])
+        assess_returns = learner_major(returns[:, 1:].flatten(0, 1))
 
         # 2. baseline. Truncated returns shrink towards the end of a trajectory, so the baseline
         # is a payoff per round times the discounted number of rounds left, ``horizon`` (the
         # return of a payoff of 1 per round). It depends on the observation and the position
         # only, never on the decision, so the gradient stays unbiased.
         ones = torch.ones_like(rollout.rewards)
-        horizon = discounted_returns(interleave(ones, torch.zeros_like(ones)), discounts, ends)
-        act_horizon, assess_horizon = learner_major(horizon[0::2]), learner_major(horizon[1::2])
+        horizon = discounted_returns(interleave(ones, no_reward), discounts,
+                                     ends).unflatten(0, (T, 1 + k))
+        act_horizon = learner_major(horizon[:, 0])
+        assess_horizon = learner_major(horizon[:, 1:].flatten(0, 1))
         # payoff per round of this batch, per learner and phase: sum G / sum horizon
         batch_rates = torch.stack(
             (act_returns.sum(-1) / act_horizon.sum(-1).clamp(min=1e-8),
@@ -273,8 +303,11 @@ class Reinforce:
                                                learner_major(rollout.signal_contexts),
                                                learner_major(rollout.signals))
 
-        # 4. per-learner loss (mean over that learner's 2 T B decisions), summed over learners
-        policy_loss = -(act_logp * act_adv + assess_logp * assess_adv).mean(-1) / 2
+        # 4. per-learner loss (mean over that learner's (1 + k) T B decisions), summed over
+        # learners
+        B = rollout.actions.shape[3]
+        policy_loss = -(act_logp * act_adv + sum_over_phases(assess_logp * assess_adv, T, B)
+                        ).mean(-1) / (1 + k)
         entropy = (act_entropy.mean(-1) + assess_entropy.mean(-1)) / 2
         loss = (policy_loss - cfg.entropy_coef * entropy + value_loss).sum()
         self.optimizer.zero_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "update_probability": 1.0,
     "max_rounds": 100,
     "initial_reputation": "good",
+    "signal_audit": 0.0,
+    "audit_norm": None,  # None: the background's assessment rule
+    "observers_per_interaction": 1,
 }
 
 
@@ -77,6 +81,25 @@ def strategy_tables(strategies: Sequence[Strategy | None]) -> tuple[np.ndarray, 
     return action, assess
 
 
+def background_audit_norm(strategies: Sequence[Strategy | None]) -> tuple[int, ...]:
+    """The default audit norm: the assessment rule all background agents follow, as verdicts in
+    index order. Raises a ValueError naming ``audit_norm`` when there is no single such rule."""
+    tables = {tuple(s.assess.tolist()) for s in strategies if s is not None}
+    names = sorted({s.name for s in strategies if s is not None})
+    if not tables:
+        raise ValueError("audit_norm: signal_audit needs a norm to audit by, and the population "
+                         "has no background agents to take it from; name one, e.g. "
+                         "audit_norm='L6'")
+    if len(tables) > 1:
+        raise ValueError(f"audit_norm: the background agents ({', '.join(names)}) assess by "
+                         f"different rules; name the one to audit by, e.g. audit_norm='L6'")
+    table = tables.pop()
+    if not set(table) <= {0.0, 1.0}:
+        raise ValueError(f"audit_norm: the background's assessment rule ({', '.join(names)}) is "
+                         f"stochastic; name a deterministic norm to audit by")
+    return tuple(int(v) for v in table)
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """A validated configuration.
@@ -112,6 +135,10 @@ class EnvConfig:
         if isinstance(max_rounds, bool) or not isinstance(max_rounds, int | np.integer) \
                 or max_rounds < 1:
             raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
+        audit, audit_norm = cfg["signal_audit"], cfg["audit_norm"]
+        if audit_norm is None and isinstance(audit, Real) and not isinstance(audit, bool) \
+                and audit > 0:
+            audit_norm = background_audit_norm(strategies)
         params = GameParams(
             num_agents=len(strategies),
             benefit=cfg["benefit"],
@@ -120,5 +147,8 @@ class EnvConfig:
             assessment_error=cfg["assessment_error"],
             update_probability=cfg["update_probability"],
             initial_reputation=cfg["initial_reputation"],
+            signal_audit=audit,
+            audit_norm=audit_norm,
+            observers_per_interaction=cfg["observers_per_interaction"],
         )
         return cls(strategies=strategies, params=params, max_rounds=int(max_rounds))

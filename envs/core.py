@@ -1,21 +1,29 @@
 """The batched game core: the one place where the rules of the game live.
 
-B independent games of N agents step in lock-step. A round (spec §1) is
+B independent games of N agents step in lock-step. A round (spec §1, with the institutions of
+spec §7) is
 
 1. matching: a uniformly random derangement ``recipients`` (donor d gives to ``recipients[d]``)
-   and an independent one ``observers`` (interaction d is watched by ``observers[d]``);
+   and an independent one ``observers`` (interaction d is watched by ``observers[d]``); with
+   k = ``observers_per_interaction`` > 1, k derangements (one per assess phase) conditioned on
+   the k observers of every interaction being distinct;
 2. act: donor d intends C with probability p_d(g_d, g_recipient); an intended C is executed as D
    with probability ``execution_error``; donor pays ``cost``, recipient gains ``benefit``;
-3. assess: observer o(d) emits a signal about d from (g_d, executed a_d, g_recipient), with the
-   reputations as they were at the start of the round; the published signal is flipped with
-   probability ``assessment_error``;
-4. update: with probability ``update_probability`` g_d <- published signal, all at once.
+3. assess: every observer of interaction d emits a signal about d from (g_d, executed a_d,
+   g_recipient), with the reputations as they were at the start of the round; each published
+   signal is flipped with probability ``assessment_error``; the published *verdict* about d is
+   the majority of its k published signals (k = 1: the signal itself). Signal audit: each
+   interaction is audited with probability ``signal_audit``; an observer whose published signal
+   differs from the verdict of ``audit_norm`` on (g_d, a_d, g_recipient) is *flagged*;
+4. update: with probability ``update_probability`` g_d <- the verdict about d, all at once; then
+   every flagged observer's reputation is set to Bad (whatever ``update_probability``).
 
-Everything here is vectorised over (B, N); scripted strategies are table look-ups. The
-PettingZoo environments, :func:`reciprocity.envs.simulate`, the reference search and the learners
-are thin shells around :class:`BatchedGame`. A round is split into ``begin_round`` / ``act`` /
-``assess`` so that a shell can let outside controllers (focal agents) decide between the phases;
-``play_round`` does all three for fully table-driven populations.
+With the defaults (no audit, one observer) this is exactly the plain game of spec §1, drawing
+the same random numbers. Everything here is vectorised over (B, N); scripted strategies are table
+look-ups. The PettingZoo environments, :func:`reciprocity.envs.simulate`, the reference search
+and the learners are thin shells around :class:`BatchedGame`. A round is split into
+``begin_round`` / ``act`` / ``assess`` so that a shell can let outside controllers (focal agents)
+decide between the phases; ``play_round`` does all three for fully table-driven populations.
 
 All randomness of a round is drawn up front into a :class:`RoundNoise` in a fixed order, so the
 same seed gives the same trajectory, and common random numbers across differently-behaving
@@ -31,7 +39,7 @@ from numbers import Real
 
 import numpy as np
 
-from .norms import NUM_ACTION_CONTEXTS, NUM_SIGNAL_CONTEXTS
+from .norms import NUM_ACTION_CONTEXTS, NUM_SIGNAL_CONTEXTS, parse_assessment_rule
 
 __all__ = [
     "BatchedGame",
@@ -39,8 +47,13 @@ __all__ = [
     "RoundNoise",
     "RoundRecord",
     "random_derangements",
+    "random_observer_panels",
     "sample_round_noise",
 ]
+
+#: Largest supported number of observers per interaction: panels are sampled exactly by rejection,
+#: about e^{k(k-1)/2} candidates per panel (k = 3: ~30, k = 5: 10^4 - 10^5, k = 7: ~10^9).
+MAX_OBSERVERS_PER_INTERACTION = 5
 
 
 def _check_real(name: str, value, low: float, high: float, *, low_open=False, high_open=False):
@@ -65,8 +78,14 @@ class GameParams:
         execution_error: e in [0, 1), probability that an intended C is executed as D.
         assessment_error: mu in [0, 0.5], probability that a published signal is flipped.
         update_probability: u in [0, 1], probability that a donor's reputation is replaced by the
-            published signal about it at the end of the round.
+            published verdict about it at the end of the round.
         initial_reputation: ``"good"``, ``"bad"`` or p0 in [0, 1] (each agent Good w.p. p0).
+        signal_audit: v in [0, 1], probability that an interaction is audited (spec §7).
+        audit_norm: the assessment rule the audit judges by (a name or 8 values 0/1 in display
+            order); stored as a tuple of 8 verdicts in index order ``4 x + 2 y + a``. Required
+            when ``signal_audit > 0``.
+        observers_per_interaction: k, odd, 1 <= k < N (and k <= 5): distinct observers of every
+            interaction; the verdict is the majority of their published signals.
     """
 
     num_agents: int
@@ -76,6 +95,9 @@ class GameParams:
     assessment_error: float = 0.0
     update_probability: float = 1.0
     initial_reputation: str | float = "good"
+    signal_audit: float = 0.0
+    audit_norm: tuple[int, ...] | None = None
+    observers_per_interaction: int = 1
 
     def __post_init__(self):
         n = self.num_agents
@@ -94,6 +116,51 @@ class GameParams:
                 )
         else:
             _check_real("initial_reputation", init, 0.0, 1.0)
+        _check_real("signal_audit", self.signal_audit, 0.0, 1.0)
+        if self.audit_norm is not None:
+            object.__setattr__(self, "audit_norm", audit_verdicts(self.audit_norm))
+        elif self.signal_audit > 0:
+            raise ValueError(f"audit_norm: signal_audit = {self.signal_audit:g} needs a norm to "
+                             "audit by (an assessment rule, e.g. 'L6')")
+        k = self.observers_per_interaction
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"observers_per_interaction must be a positive odd integer, "
+                             f"got {k!r}")
+        if k % 2 == 0:
+            raise ValueError(f"observers_per_interaction must be odd (the verdict is the "
+                             f"majority of k signals, so there are no ties), got {k}")
+        if k >= n:
+            raise ValueError(f"observers_per_interaction must be smaller than the number of "
+                             f"agents N = {n} (k distinct observers other than the donor), "
+                             f"got {k}")
+        if k > MAX_OBSERVERS_PER_INTERACTION:
+            raise ValueError(f"observers_per_interaction: at most "
+                             f"{MAX_OBSERVERS_PER_INTERACTION} are supported (exact sampling of "
+                             f"k distinct observers takes about e^(k(k-1)/2) draws), got {k}")
+
+    def noise_options(self) -> dict:
+        """Keywords of :func:`sample_round_noise` that draw this institution's randomness."""
+        return {"observers_per_interaction": self.observers_per_interaction,
+                "audit": self.signal_audit > 0}
+
+    @property
+    def audit_table(self) -> np.ndarray:
+        """The audit norm's verdicts, (8,) float in index order (zeros when there is none)."""
+        return np.array(self.audit_norm if self.audit_norm is not None else (0,) * 8,
+                        dtype=np.float64)
+
+
+def audit_verdicts(norm, field: str = "audit_norm") -> tuple[int, ...]:
+    """An audit norm (a tuple of 8 verdicts, an assessment rule name, or 8 values 0/1 in display
+    order) -> its verdicts, a tuple of 8 ints in index order ``4 x + 2 y + a``."""
+    if isinstance(norm, tuple) and len(norm) == NUM_SIGNAL_CONTEXTS and \
+            all(type(v) is int and v in (0, 1) for v in norm):
+        return norm  # already canonical (index order)
+    _, table = parse_assessment_rule(norm, field=field)
+    if not np.isin(table, (0.0, 1.0)).all():
+        raise ValueError(f"{field}: the audit's verdict must be deterministic (every entry 0 or "
+                         f"1), got {norm!r}")
+    return tuple(int(v) for v in table)
 
 
 @dataclass
@@ -102,8 +169,11 @@ class RoundNoise:
 
     ``recipients`` and ``observers`` are derangements (int64); the ``*_u`` fields are uniforms
     in [0, 1): ``intent_u`` resolves stochastic action rules, ``execution_u`` execution errors,
-    ``signal_u`` stochastic assessment rules, ``assessment_u`` assessment errors (flip), and
-    ``update_u`` whether the reputation update happens.
+    ``signal_u`` stochastic assessment rules, ``assessment_u`` assessment errors (flip),
+    ``update_u`` whether the reputation update happens, and ``audit_u`` whether the interaction is
+    audited (``None`` when drawn without audits). With k > 1 observers per interaction,
+    ``observers``, ``signal_u`` and ``assessment_u`` have shape (B, k, N): axis 1 is the assess
+    phase (one observer of every interaction per phase).
     """
 
     recipients: np.ndarray
@@ -113,24 +183,37 @@ class RoundNoise:
     signal_u: np.ndarray
     assessment_u: np.ndarray
     update_u: np.ndarray
+    audit_u: np.ndarray | None = None
+
+    @property
+    def observers_per_interaction(self) -> int:
+        return 1 if self.observers.ndim == 2 else self.observers.shape[1]
 
     def tile(self, reps: int) -> RoundNoise:
         """Common random numbers: repeat the B games ``reps`` times -> batch ``reps * B``.
 
         Game ``k * B + r`` of the result uses the draws of game ``r``.
         """
-        return RoundNoise(**{f.name: np.tile(getattr(self, f.name), (reps, 1))
-                             for f in fields(self)})
+        def repeat(values):
+            if values is None:
+                return None
+            return np.tile(values, (reps,) + (1,) * (values.ndim - 1))
+
+        return RoundNoise(**{f.name: repeat(getattr(self, f.name)) for f in fields(self)})
 
 
 @dataclass
 class RoundRecord:
     """What happened in one round, arrays of shape (B, N) indexed by donor.
 
-    Public (spec §1): ``recipients``, ``observers``, ``reputation_before``, ``actions``
-    (executed), ``signals`` (published, about the donor), ``reputation_after``.
-    ``payoffs`` (per agent, this round) follow from the public record; ``intents`` (intended
-    actions) are private and are never exposed to other agents by the shells.
+    Public (spec §1, §7): ``recipients``, ``observers``, ``reputation_before``, ``actions``
+    (executed), ``signals`` (published, about the donor), ``reputation_after``, ``verdicts``
+    (the majority of the published signals about the donor, which is what updates it),
+    ``audits`` (1 where the interaction was audited) and ``flags`` (1 where a published signal
+    was audited and contradicted the audit norm: its observer was set Bad). With k > 1 observers
+    per interaction, ``observers``, ``signals`` and ``flags`` have shape (B, k, N), axis 1 the
+    assess phase. ``payoffs`` (per agent, this round) follow from the public record; ``intents``
+    (intended actions) are private and are never exposed to other agents by the shells.
     """
 
     recipients: np.ndarray
@@ -141,9 +224,12 @@ class RoundRecord:
     reputation_after: np.ndarray
     payoffs: np.ndarray
     intents: np.ndarray
+    verdicts: np.ndarray
+    audits: np.ndarray
+    flags: np.ndarray
 
     PUBLIC_FIELDS = ("recipients", "observers", "reputation_before", "actions", "signals",
-                     "reputation_after")
+                     "reputation_after", "verdicts", "audits", "flags")
 
     def public(self, game: int | None = None) -> dict[str, np.ndarray]:
         """The public record as plain numpy arrays (of one game if ``game`` is given)."""
@@ -224,12 +310,50 @@ def random_derangements(rng: np.random.Generator, batch: int, n: int) -> np.ndar
     return out
 
 
-def sample_round_noise(rng: np.random.Generator, batch: int, n: int) -> RoundNoise:
-    """Draw all randomness of one round for ``batch`` games of ``n`` agents (fixed order)."""
-    matchings = random_derangements(rng, 2 * batch, n)  # one call: recipients, then observers
-    recipients, observers = matchings[:batch], matchings[batch:]
-    u = rng.random((5, batch, n))
-    return RoundNoise(recipients, observers, u[0], u[1], u[2], u[3], u[4])
+def random_observer_panels(rng: np.random.Generator, batch: int, n: int, k: int) -> np.ndarray:
+    """``batch`` panels of k observers for every interaction, shape (batch, k, n).
+
+    Panel row j (assess phase j) is a derangement: ``panel[j, d] != d`` observes interaction d.
+    The k derangements are independent uniform ones conditioned on the k observers of every
+    interaction being distinct (spec §7), sampled exactly by rejection: whole candidate panels are
+    drawn and the first ``batch`` valid ones kept (accepted rows of an iid sequence are iid, each
+    uniform over valid panels). About 1 in e^{k(k-1)/2} candidates is valid (k = 3: 2-5 %).
+    """
+    out = np.empty((batch, k, n), dtype=np.int64)
+    filled = 0
+    while filled < batch:
+        need = batch - filled
+        m = min(need * int(math.exp(k * (k - 1) / 2) + 1) + 16, max(16, _BLOCK // (k * n)))
+        candidates = random_derangements(rng, m * k, n).reshape(m, k, n)
+        ordered = np.sort(candidates, axis=1)
+        distinct = (ordered[:, 1:] != ordered[:, :-1]).all(axis=(1, 2))
+        accepted = candidates[np.flatnonzero(distinct)[:need]]
+        out[filled:filled + len(accepted)] = accepted
+        filled += len(accepted)
+    return out
+
+
+def sample_round_noise(rng: np.random.Generator, batch: int, n: int, *,
+                       observers_per_interaction: int = 1, audit: bool = False) -> RoundNoise:
+    """Draw all randomness of one round for ``batch`` games of ``n`` agents (fixed order).
+
+    ``observers_per_interaction`` (k) and ``audit`` (draw audits) must match the institution the
+    noise is used with (:meth:`GameParams.noise_options`); the defaults draw the plain game's
+    numbers, and an audit adds its draws after all the others.
+    """
+    k = observers_per_interaction
+    if k == 1:
+        matchings = random_derangements(rng, 2 * batch, n)  # one call: recipients, then observers
+        recipients, observers = matchings[:batch], matchings[batch:]
+    else:
+        recipients = random_derangements(rng, batch, n)
+        observers = random_observer_panels(rng, batch, n, k)
+    intent_u, execution_u = rng.random((2, batch, n))
+    signal_u, assessment_u = rng.random((2, *observers.shape))
+    update_u = rng.random((batch, n))
+    audit_u = rng.random((batch, n)) if audit else None
+    return RoundNoise(recipients, observers, intent_u, execution_u, signal_u, assessment_u,
+                      update_u, audit_u)
 
 
 class BatchedGame:
@@ -313,12 +437,19 @@ class BatchedGame:
         """Draw (or accept) the round's matching and noise. Returns it."""
         if self._pending is not None:
             raise RuntimeError("begin_round called twice without finishing the round")
-        n = self.params.num_agents
+        p = self.params
+        n = p.num_agents
         if noise is None:
-            noise = sample_round_noise(self.rng, self.batch, n)
+            noise = sample_round_noise(self.rng, self.batch, n, **p.noise_options())
         elif noise.recipients.shape != (self.batch, n):
             raise ValueError(f"noise has shape {noise.recipients.shape}, "
                              f"expected ({self.batch}, {n})")
+        elif noise.observers_per_interaction != p.observers_per_interaction or \
+                (p.signal_audit > 0 and noise.audit_u is None):
+            raise ValueError(f"noise was drawn for another institution (observers per "
+                             f"interaction {noise.observers_per_interaction}, audit draws "
+                             f"{noise.audit_u is not None}); draw it with sample_round_noise(rng, "
+                             f"batch, n, **params.noise_options())")
         self.noise = noise
         self._flat_recipients = noise.recipients + self._row_offsets
         self._pending = {"phase": "act"}
@@ -354,11 +485,23 @@ class BatchedGame:
                          "payoffs": payoffs}
         return actions, payoffs
 
-    def observed_donors(self) -> np.ndarray:
-        """For every agent j, the donor whose interaction j observes this round, shape (B, N)."""
-        inverse = np.empty(self.noise.observers.shape, dtype=self.noise.observers.dtype)
-        # inverse[g, observers[g, d]] = d (np.put repeats the N values game after game)
-        np.put(inverse, self.noise.observers + self._row_offsets, self._agents)
+    def observed_donors(self, phase: int | None = None) -> np.ndarray:
+        """For every agent j, the donor whose interaction j observes this round, shape (B, N).
+
+        With k > 1 observers per interaction every agent observes one interaction per assess
+        phase: ``phase`` in 0 .. k-1 selects one, ``None`` gives all of them, (B, k, N).
+        """
+        observers = self.noise.observers
+        if phase is not None:
+            if not 0 <= phase < self.params.observers_per_interaction:
+                raise ValueError(f"phase must lie in 0 .. "
+                                 f"{self.params.observers_per_interaction - 1}, got {phase!r}")
+            if observers.ndim == 3:
+                observers = observers[:, phase]
+        inverse = np.empty(observers.shape, dtype=observers.dtype)
+        rows = np.arange(inverse.size // inverse.shape[-1]).reshape(*inverse.shape[:-1], 1)
+        # inverse[..., observers[..., d]] = d (np.put repeats the N values row after row)
+        np.put(inverse, observers + rows * inverse.shape[-1], self._agents)
         return inverse
 
     def signal_contexts(self) -> np.ndarray:
@@ -370,30 +513,54 @@ class BatchedGame:
         return 4 * rep + 2 * rec + self._pending["actions"]
 
     def assess(self, focal_slots=None, focal_signals=None) -> RoundRecord:
-        """Resolve assessments and the reputation update; ends the round.
+        """Resolve assessments, the institution and the reputation update; ends the round.
 
         ``focal_signals`` (B, F) are the signals emitted by the focal slots (as observers) about
-        the interaction each observes (see :meth:`observed_donors`). Returns the round record.
+        the interaction each observes (see :meth:`observed_donors`); with k > 1 observers per
+        interaction, (B, k, F): one signal per assess phase. Returns the round record.
         """
         if self._pending is None or self._pending["phase"] != "assess":
             raise RuntimeError("assess must follow act")
         p = self.params
         noise = self.noise
+        k = p.observers_per_interaction
         ctx = self.signal_contexts()
-        prob = self._rows(self.assess_table, ctx, by=noise.observers)
-        signals = (noise.signal_u < prob).view(np.int8)
+        # 3. assess: every seat of every panel, (B, k, N): seat j of interaction d is
+        # observers[:, j, d] (k = 1: one seat)
+        observers, signal_u, assessment_u = (noise.observers, noise.signal_u, noise.assessment_u)
+        if k == 1:
+            observers, signal_u, assessment_u = (x[:, None] for x in (observers, signal_u,
+                                                                      assessment_u))
+        prob = self._rows(self.assess_table, ctx[:, None], by=observers)
+        signals = (signal_u < prob).view(np.int8)
         if focal_slots is not None and len(focal_slots):
-            donors = self.observed_donors()[:, focal_slots] + self._row_offsets
-            np.put(signals, donors, np.asarray(focal_signals, dtype=np.int8))
-        published = signals ^ (noise.assessment_u < p.assessment_error)
+            donors = self.observed_donors()[..., focal_slots].reshape(self.batch, k, -1)
+            np.put_along_axis(signals, donors, np.asarray(focal_signals, dtype=np.int8).reshape(
+                donors.shape), axis=2)
+        published = signals ^ (assessment_u < p.assessment_error)
+        # the published verdict about each donor: the majority of its k published signals
+        verdicts = published[:, 0] if k == 1 else \
+            (published.sum(axis=1, dtype=np.int8) > k // 2).view(np.int8)
+        # signal audit: an audited interaction's published signals are judged by the audit norm
+        flags = np.zeros_like(published)
+        audits = np.zeros_like(verdicts)
+        if p.signal_audit > 0:
+            audits = (noise.audit_u < p.signal_audit).view(np.int8)
+            contradicts = published != p.audit_table.astype(np.int8).take(ctx)[:, None]
+            flags = (contradicts & audits.astype(bool)[:, None]).view(np.int8)
+        # 4. update: donors take their verdict w.p. u, then flagged observers are set Bad
         before = self.reputation
-        after = np.where(noise.update_u < p.update_probability, published,
+        after = np.where(noise.update_u < p.update_probability, verdicts,
                          before).astype(np.int8, copy=False)
+        if p.signal_audit > 0:
+            rows = np.arange(self.batch)[:, None, None] * p.num_agents
+            after.put((observers + rows)[flags.astype(bool)], 0)
         record = RoundRecord(
             recipients=noise.recipients, observers=noise.observers, reputation_before=before,
-            actions=self._pending["actions"], signals=published,
+            actions=self._pending["actions"], signals=published[:, 0] if k == 1 else published,
             reputation_after=after, payoffs=self._pending["payoffs"],
-            intents=self._pending["intents"],
+            intents=self._pending["intents"], verdicts=verdicts, audits=audits,
+            flags=flags[:, 0] if k == 1 else flags,
         )
         self.reputation = after
         self.round += 1
@@ -407,9 +574,9 @@ class BatchedGame:
         return self.assess()
 
     def _rows(self, table: np.ndarray, contexts: np.ndarray, by: np.ndarray | None = None):
-        """table[agent, context] per (game, slot); agent = the slot or ``by[game, slot]``."""
+        """table[agent, context] per (game, slot); agent = the slot or ``by[game, ..., slot]``."""
         n, k = table.shape[-2:]
         index = contexts + (self._agents if by is None else by) * k
         if table.ndim == 3:
-            index += self._groups * (n * k)
+            index += self._groups.reshape(self.batch, *(1,) * (index.ndim - 1)) * (n * k)
         return table.take(index)

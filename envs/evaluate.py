@@ -62,7 +62,8 @@ def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *
         game.reputation = np.tile(init, (p, 1))
         total = np.zeros((p * num_envs, f))
         for _ in range(rounds):
-            record = game.play_round(sample_round_noise(rng, num_envs, n).tile(p))
+            noise = sample_round_noise(rng, num_envs, n, **env_config.params.noise_options())
+            record = game.play_round(noise.tile(p))
             total += record.payoffs[:, focal]
         out[start:stop] = (total / rounds).reshape(p, num_envs, f)
     return out

@@ -19,6 +19,13 @@ A donation game played by N agents (spec §1). Every agent has a public binary r
    signal Good/Bad about its donor, flipped with probability `assessment_error`. With
    probability `update_probability` the donor's reputation becomes the published signal.
 
+Institutions (spec §7): with `observers_per_interaction = k` (odd) every interaction has k
+distinct observers and a round has 1 + k steps: act, then k assess phases, in each of which every
+agent observes one interaction (a different one each phase); the donor's reputation becomes the
+majority of the k published signals. With `signal_audit = v` each interaction is audited with
+probability v, and an observer whose published signal contradicts `audit_norm` (default: the
+background's assessment rule) is set Bad at the end of the round.
+
 The population is a list of slots: `"focal"` slots are the PettingZoo agents (learners);
 the others are **background** agents that follow a scripted strategy (an action rule and an
 assessment rule, e.g. `"L6"` = stern judging) inside the environment.
@@ -28,7 +35,8 @@ assessment rule, e.g. `"L6"` = stern judging) inside the environment.
 `[phase, donor_rep, action, recipient_rep, own_rep]`:
 - act phase (0): `[0, own_rep, 0, recipient_rep, own_rep]` (the agent is the donor);
 - assess phase (1): `[1, donor_rep, executed_action, recipient_rep, own_rep]` about the
-  interaction the agent observes, with reputations as they were at the start of the round.
+  interaction the agent observes, with reputations as they were at the start of the round
+  (the same first entry 1 in each of the k assess phases).
 
 With `observation="full"` the public reputation vector (N) and the ids of the donor, the
 recipient and the agent itself (each divided by N - 1) are appended: shape (5 + N + 3,).
@@ -37,25 +45,29 @@ recipient and the agent itself (each divided by N - 1) are appended: shape (5 + 
 
 Each focal agent's payoff of the round (`-cost` per executed cooperation given, `+benefit` per
 executed cooperation received), delivered on the act step; 0 on assess steps. There is no
-termination; all agents are truncated after `max_rounds` rounds.
+termination; all agents are truncated after `max_rounds` rounds (after the last assess phase).
 
 ### Infos
 
-`infos[agent]`: `"phase"` (phase of the returned observation), `"round"` (completed rounds),
-`"reputation"` (public reputations now, (N,) int8) and `"record"`: the last completed round's
-public record (`recipients`, `observers`, `reputation_before`, `actions`, `signals`,
-`reputation_after`, each (N,) indexed by donor) or `None` before the first round ends.
+`infos[agent]`: `"phase"` (phase of the returned observation: 0 act, 1 .. k assess),
+`"round"` (completed rounds), `"reputation"` (public reputations now, (N,) int8) and `"record"`:
+the last completed round's public record (`recipients`, `observers`, `reputation_before`,
+`actions`, `signals`, `reputation_after`, `verdicts`, `audits`, `flags`, each (N,) indexed by
+donor; `observers`, `signals` and `flags` are (k, N) with k > 1 observers per interaction) or
+`None` before the first round ends.
 
 ### Arguments
 
 `population`, `benefit`, `cost`, `execution_error`, `assessment_error`, `update_probability`,
-`max_rounds`, `initial_reputation` (`"good"`, `"bad"` or p0), `observation` (`"local"` or
-`"full"`), `render_mode` (`"ansi"` or `"rgb_array"`). Catalogue scenarios:
+`max_rounds`, `initial_reputation` (`"good"`, `"bad"` or p0), `signal_audit`, `audit_norm`,
+`observers_per_interaction`, `observation` (`"local"` or `"full"`), `render_mode` (`"ansi"` or
+`"rgb_array"`). Catalogue scenarios:
 `reciprocity.envs.make(scenario_id, **overrides)`.
 
 ### Version history
 
-* v0: initial release.
+* v0: initial release; institutions (signal audit, k observers with majority) added with
+  defaults that leave every trajectory unchanged.
 """
 
 from __future__ import annotations
@@ -114,18 +126,22 @@ class parallel_env(ParallelEnv, EzPickle):
                  assessment_error=DEFAULTS["assessment_error"],
                  update_probability=DEFAULTS["update_probability"],
                  max_rounds=DEFAULTS["max_rounds"],
-                 initial_reputation=DEFAULTS["initial_reputation"], observation="local",
-                 render_mode=None, **unknown):
+                 initial_reputation=DEFAULTS["initial_reputation"],
+                 signal_audit=DEFAULTS["signal_audit"], audit_norm=DEFAULTS["audit_norm"],
+                 observers_per_interaction=DEFAULTS["observers_per_interaction"],
+                 observation="local", render_mode=None, **unknown):
         if unknown:
             raise ValueError(f"unknown configuration field(s) {sorted(unknown)}; known: "
                              f"{sorted([*DEFAULTS, 'observation', 'render_mode'])}")
         EzPickle.__init__(self, population, benefit, cost, execution_error, assessment_error,
-                          update_probability, max_rounds, initial_reputation, observation,
-                          render_mode)
+                          update_probability, max_rounds, initial_reputation, signal_audit,
+                          audit_norm, observers_per_interaction, observation, render_mode)
         self.config = EnvConfig.from_kwargs(
             population=population, benefit=benefit, cost=cost, execution_error=execution_error,
             assessment_error=assessment_error, update_probability=update_probability,
-            max_rounds=max_rounds, initial_reputation=initial_reputation)
+            max_rounds=max_rounds, initial_reputation=initial_reputation,
+            signal_audit=signal_audit, audit_norm=audit_norm,
+            observers_per_interaction=observers_per_interaction)
         if observation not in OBSERVATION_MODES:
             raise ValueError(f"observation must be one of {OBSERVATION_MODES}, "
                              f"got {observation!r}")
@@ -152,7 +168,8 @@ class parallel_env(ParallelEnv, EzPickle):
         self._observation_space = Box(0.0, 1.0, (obs_dim,), np.float32)
         self._action_space = Discrete(2)
         self._history: deque = deque(maxlen=RENDER_HISTORY)
-        self._phase = 0
+        self.assess_phases = self.config.params.observers_per_interaction  # k assess steps
+        self._phase = 0  # 0 act, 1 .. k assess
         self._last_record = None
 
     @functools.cache  # noqa: B019 - spaces must be the same object per agent
@@ -174,9 +191,9 @@ class parallel_env(ParallelEnv, EzPickle):
             donors = slots
             obs[:, 2] = 0.0
         else:
-            donors = g.observed_donors()[0, slots]
+            donors = g.observed_donors(self._phase - 1)[0, slots]
             obs[:, 2] = self._pending_actions[donors]
-        obs[:, 0] = self._phase
+        obs[:, 0] = min(self._phase, 1)
         obs[:, 1] = rep[donors]
         obs[:, 3] = rep[recipients[donors]]
         obs[:, 4] = rep[slots]
@@ -223,8 +240,14 @@ class parallel_env(ParallelEnv, EzPickle):
             self._pending_actions, payoffs = actions[0], payoffs[0]
             rewards = dict(zip(self.agents, payoffs[self.focal_slots].tolist(), strict=True))
             self._phase = 1
+            self._pending_signals = np.empty((1, self.assess_phases, len(self.agents)), np.int8)
             return self._observe(), rewards, zero, dict(zero), self._infos()
-        record = g.assess(self.focal_slots, decisions)
+        self._pending_signals[:, self._phase - 1] = decisions
+        if self._phase < self.assess_phases:  # the round goes on with the next assess phase
+            self._phase += 1
+            rewards = dict.fromkeys(self.agents, 0.0)
+            return self._observe(), rewards, zero, dict(zero), self._infos()
+        record = g.assess(self.focal_slots, self._pending_signals)
         self._last_record = record.public(0)
         self._history.append(self._last_record)
         rewards = dict.fromkeys(self.agents, 0.0)

@@ -195,3 +195,9 @@ def parse_strategy(spec: Any, field: str = "strategy") -> Strategy:
                             field + ".assess")
     name = a_name if a_name == s_name else f"{a_name}+{s_name}"
     return Strategy(name=name, action=a_table, assess=s_table)
+
+
+def parse_assessment_rule(value: Any, field: str = "assess") -> tuple[str, np.ndarray]:
+    """An assessment rule by name or as 8 probabilities in display order -> (name, (8,) table in
+    index order). ``field`` names the value in error messages."""
+    return _rule(value, ASSESSMENT_RULES, NUM_SIGNAL_CONTEXTS, "assessment", field)

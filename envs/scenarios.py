@@ -51,6 +51,9 @@ class Scenario:
     update_probability: float
     max_rounds: int
     initial_reputation: str | float
+    signal_audit: float
+    audit_norm: str | list | None
+    observers_per_interaction: int
     description: str = ""
     env_config: EnvConfig = field(repr=False, compare=False, default=None)
 

@@ -32,14 +32,17 @@ class SimulationResult:
 def simulate(population, rounds: int, *, benefit: float, cost: float, execution_error: float,
              assessment_error: float, update_probability: float = 1.0, num_envs: int = 1,
              seed: int | np.random.Generator | None = None,
-             initial_reputation: str | float = "good", **unknown) -> SimulationResult:
+             initial_reputation: str | float = "good", signal_audit: float = 0.0,
+             audit_norm=None, observers_per_interaction: int = 1,
+             **unknown) -> SimulationResult:
     """Simulate ``num_envs`` independent games of a population of N scripted strategy specs.
 
     Args:
         population: list of N strategy specs (no ``"focal"`` slots).
         rounds: number of rounds to play.
-        benefit, cost, execution_error, assessment_error, update_probability, initial_reputation:
-            the institution, as for the environments.
+        benefit, cost, execution_error, assessment_error, update_probability, initial_reputation,
+        signal_audit, audit_norm, observers_per_interaction: the institution, as for the
+            environments.
         num_envs: games played in parallel (B).
         seed: seed for the generator.
     """
@@ -50,7 +53,8 @@ def simulate(population, rounds: int, *, benefit: float, cost: float, execution_
     config = EnvConfig.from_kwargs(
         population=population, benefit=benefit, cost=cost, execution_error=execution_error,
         assessment_error=assessment_error, update_probability=update_probability,
-        initial_reputation=initial_reputation)
+        initial_reputation=initial_reputation, signal_audit=signal_audit, audit_norm=audit_norm,
+        observers_per_interaction=observers_per_interaction)
     if config.focal_slots.size:
         raise ValueError(f"population: simulate needs scripted strategies only; slots "
                          f"{config.focal_slots.tolist()} are 'focal'")

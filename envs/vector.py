@@ -2,16 +2,19 @@
 
 PettingZoo steps one game with dicts; learners that train many games (and many seeds) at once
 use :class:`VectorGame` instead. It is the same core (:class:`~reciprocity.envs.core.BatchedGame`)
-and the same two phases per round, with focal observations, decisions and rewards as arrays of
-shape (G, F) — G games, F focal slots — and every round's public record.
+and the same phases per round (act, then k = ``assess_phases`` assess phases, k = 1 unless the
+scenario has several observers per interaction), with focal observations, decisions and rewards
+as arrays of shape (G, F) — G games, F focal slots — and every round's public record.
 
     game = VectorGame(config, num_games=64, seed=0)
     game.reset()
     while ...:
         ctx = game.action_contexts()          # (G, F) in 0..3: 2 * own_rep + recipient_rep
         rewards = game.act(intents)           # (G, F) payoffs of this round
-        ctx = game.signal_contexts()          # (G, F) in 0..7: 4 x + 2 y + a of the observed
-        record = game.assess(signals)         # RoundRecord; the next round has begun
+        ctx = game.signal_contexts(phase)     # (G, F) in 0..7: 4 x + 2 y + a of the interaction
+                                              # observed in assess phase 0 <= phase < k
+        record = game.assess(signals)         # (G, F), or (G, k, F): one per phase; ends the
+                                              # round (RoundRecord); the next round has begun
         if game.done: game.reset()
 """
 
@@ -42,6 +45,7 @@ class VectorGame:
         self.core = BatchedGame(config.params, action, assess, batch=num_games, seed=seed)
         self.num_games = num_games
         self.max_rounds = config.max_rounds
+        self.assess_phases = config.params.observers_per_interaction  # k
 
     @property
     def num_focal(self) -> int:
@@ -72,30 +76,36 @@ class VectorGame:
         self._actions, payoffs = self.core.act(self.focal_slots, intents)
         return payoffs[:, self.focal_slots]
 
-    def observed_donors(self) -> np.ndarray:
-        """The donor each focal agent observes this round, (G, F)."""
-        return self.core.observed_donors()[:, self.focal_slots]
+    def observed_donors(self, phase: int = 0) -> np.ndarray:
+        """The donor each focal agent observes in assess phase ``phase`` this round, (G, F)."""
+        return self.core.observed_donors(phase)[:, self.focal_slots]
 
-    def signal_contexts(self) -> np.ndarray:
-        """Context ``4 x + 2 y + a`` of the interaction each focal agent observes, (G, F)."""
-        return np.take_along_axis(self.core.signal_contexts(), self.observed_donors(), axis=1)
+    def signal_contexts(self, phase: int = 0) -> np.ndarray:
+        """Context ``4 x + 2 y + a`` of the interaction each focal agent observes in assess phase
+        ``phase`` (0 <= phase < k), (G, F)."""
+        return np.take_along_axis(self.core.signal_contexts(), self.observed_donors(phase),
+                                  axis=1)
 
     def assess(self, signals: np.ndarray) -> RoundRecord:
-        """Focal signals (G, F) in {0, 1}; ends the round, begins the next unless done."""
-        signals = self._check(signals, "signals")
+        """Focal signals in {0, 1}, (G, F), or (G, k, F) with one per assess phase; ends the
+        round, begins the next unless done."""
+        k = self.assess_phases
+        signals = self._check(signals, "signals", k if k > 1 or np.ndim(signals) == 3 else None)
         record = self.core.assess(self.focal_slots, signals)
         if not self.done:
             self.core.begin_round()
         return record
 
-    def _check(self, values, name: str) -> np.ndarray:
+    def _check(self, values, name: str, phases: int | None = None) -> np.ndarray:
+        """Decisions (G, F), or (G, phases, F), as int8 0/1; a ValueError names the agent."""
         arr = np.asarray(values)
-        shape = (self.num_games, self.num_focal)
+        shape = (self.num_games, self.num_focal) if phases is None else \
+            (self.num_games, phases, self.num_focal)
         if arr.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
         if not np.isin(arr, (0, 1)).all():
             bad = np.argwhere(~np.isin(arr, (0, 1)))[0]
-            raise ValueError(f"{name}: agent_{self.focal_slots[bad[1]]} in game {bad[0]} gave "
+            raise ValueError(f"{name}: agent_{self.focal_slots[bad[-1]]} in game {bad[0]} gave "
                              f"{arr[tuple(bad)]!r}; decisions must be 0 or 1")
         return arr.astype(np.int8)
 

@@ -86,15 +86,18 @@ def context_visits(env_config: EnvConfig, action: np.ndarray, signal: np.ndarray
     a_counts = np.zeros((focal.size, 4))
     s_counts = np.zeros((focal.size, 8))
     for _ in range(rounds):
-        game.begin_round(sample_round_noise(game.rng, num_envs, env_config.num_agents))
+        game.begin_round(sample_round_noise(game.rng, num_envs, env_config.num_agents,
+                                            **env_config.params.noise_options()))
         a_ctx = game.action_contexts()[:, focal]
         game.act()
-        observed = game.observed_donors()[:, focal]
-        s_ctx = np.take_along_axis(game.signal_contexts(), observed, axis=1)
-        game.assess()
         for j in range(focal.size):
             a_counts[j] += np.bincount(a_ctx[:, j], minlength=4)
-            s_counts[j] += np.bincount(s_ctx[:, j], minlength=8)
+        for phase in range(env_config.params.observers_per_interaction):
+            observed = game.observed_donors(phase)[:, focal]
+            s_ctx = np.take_along_axis(game.signal_contexts(), observed, axis=1)
+            for j in range(focal.size):
+                s_counts[j] += np.bincount(s_ctx[:, j], minlength=8)
+        game.assess()
     return (a_counts / a_counts.sum(axis=1, keepdims=True),
             s_counts / s_counts.sum(axis=1, keepdims=True))
 

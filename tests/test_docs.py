@@ -111,7 +111,7 @@ def _catalogue_rows() -> list[list[str]]:
         rows.append([f"`{s.id}`", str(len(s.population)), str(s.num_focal), background,
                      f"{s.benefit:g}", f"{s.cost:g}", f"{s.execution_error:g}",
                      f"{s.assessment_error:g}", f"{s.update_probability:g}",
-                     str(s.max_rounds)])
+                     f"{s.signal_audit:g}", str(s.observers_per_interaction), str(s.max_rounds)])
     return rows
 
 

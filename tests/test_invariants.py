@@ -48,11 +48,15 @@ def strategy_specs(deterministic: bool = False):
     return st.one_of(st.sampled_from(NAMED_SPECS), tables)
 
 
+AUDIT_NORMS = ["L6", "L1", "L8", "image_scoring", "shunning", [1, 0, 1, 1, 0, 1, 0, 0]]
+
+
 @st.composite
 def configurations(draw, *, min_n=2, max_n=30, deterministic=False, e=None, mu=None, u=None,
-                   per_game_tables=None):
-    """A random valid (params, action_table, assess_table, batch, seed) tuple."""
-    n = draw(st.integers(min_n, max_n))
+                   per_game_tables=None, institution=False):
+    """A random valid (params, action_table, assess_table, batch, seed) tuple; with
+    ``institution`` also a random signal audit and 1 or 3 observers per interaction."""
+    n = draw(st.integers(max(min_n, 4) if institution else min_n, max_n))
     batch = draw(st.integers(1, 8))
     specs = draw(st.lists(strategy_specs(deterministic), min_size=n, max_size=n))
     strategies = [parse_strategy(s) for s in specs]
@@ -75,6 +79,11 @@ def configurations(draw, *, min_n=2, max_n=30, deterministic=False, e=None, mu=N
         update_probability=draw(st.floats(0.0, 1.0)) if u is None else u,
         initial_reputation=draw(st.one_of(st.sampled_from(["good", "bad"]), PROB)),
     )
+    if institution:
+        audit = draw(st.one_of(st.just(0.0), st.just(1.0), PROB))
+        params = replace(params, signal_audit=audit,
+                         audit_norm=draw(st.sampled_from(AUDIT_NORMS)) if audit > 0 else None,
+                         observers_per_interaction=draw(st.sampled_from([1, 3])))
     seed = draw(st.integers(0, 2**32 - 1))
     return params, action, assess, batch, seed
 
@@ -99,6 +108,11 @@ def assert_derangement_rows(m: np.ndarray):
 
 def records_equal(r1, r2) -> bool:
     return all(np.array_equal(getattr(r1, f.name), getattr(r2, f.name)) for f in fields(r1))
+
+
+def tile_games(values: np.ndarray, reps: int) -> np.ndarray:
+    """Repeat the games (axis 0) of a record or noise field ``reps`` times."""
+    return np.tile(values, (reps,) + (1,) * (values.ndim - 1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,7 +326,7 @@ def test_focal_override_example():
 
 
 @SETTINGS
-@given(cfg=configurations(), rounds=st.integers(1, 6))
+@given(cfg=configurations(institution=True), rounds=st.integers(1, 6))
 def test_same_seed_same_trajectory(cfg, rounds):
     params, action, assess, batch, seed = cfg
     g1 = BatchedGame(params, action, assess, batch=batch, seed=seed)
@@ -328,7 +342,7 @@ def test_same_seed_same_trajectory(cfg, rounds):
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(cfg=configurations(min_n=4), seed2=st.integers(0, 2**32 - 1))
+@given(cfg=configurations(min_n=4, institution=True), seed2=st.integers(0, 2**32 - 1))
 def test_different_seeds_differ(cfg, seed2):
     params, action, assess, batch, seed = cfg
     if seed2 == seed:
@@ -341,7 +355,7 @@ def test_different_seeds_differ(cfg, seed2):
 
 
 @SETTINGS
-@given(cfg=configurations(per_game_tables=False), reps=st.integers(2, 4),
+@given(cfg=configurations(per_game_tables=False, institution=True), reps=st.integers(2, 4),
        rounds=st.integers(1, 6))
 def test_tiled_noise_gives_common_random_numbers(cfg, reps, rounds):
     params, action, assess, batch, seed = cfg
@@ -353,18 +367,18 @@ def test_tiled_noise_gives_common_random_numbers(cfg, reps, rounds):
                       np.tile(assess, (reps * batch, 1, 1)), batch=reps * batch, seed=seed + 1)
     rng = np.random.default_rng(seed + 2)
     for _ in range(rounds):
-        noise = sample_round_noise(rng, batch, params.num_agents)
+        noise = sample_round_noise(rng, batch, params.num_agents, **params.noise_options())
         tiled = noise.tile(reps)
         assert tiled.recipients.shape == (reps * batch, params.num_agents)
         r_small = small.play_round(noise)
         r_big = big.play_round(tiled)
         for f in fields(r_small):
-            want = np.tile(getattr(r_small, f.name), (reps, 1))
+            want = tile_games(getattr(r_small, f.name), reps)
             assert np.array_equal(getattr(r_big, f.name), want), f.name
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
-@given(cfg=configurations(per_game_tables=False), candidates=st.integers(1, 3),
+@given(cfg=configurations(per_game_tables=False, institution=True), candidates=st.integers(1, 3),
        rounds=st.integers(1, 4), data=st.data())
 def test_table_groups_with_tiled_noise_match_separate_games(cfg, candidates, rounds, data):
     """P candidate tables on the same E games (the reference search's layout) behave exactly
@@ -383,7 +397,7 @@ def test_table_groups_with_tiled_noise_match_separate_games(cfg, candidates, rou
     small = [BatchedGame(params, a, s, batch=batch, seed=seed) for a, s in tables]
     rng = np.random.default_rng(seed)
     for _ in range(rounds):
-        noise = sample_round_noise(rng, batch, n)
+        noise = sample_round_noise(rng, batch, n, **params.noise_options())
         r_big = big.play_round(noise.tile(candidates))
         for p, game in enumerate(small):
             r_small = game.play_round(noise)
@@ -392,14 +406,19 @@ def test_table_groups_with_tiled_noise_match_separate_games(cfg, candidates, rou
                                       getattr(r_small, f.name)), (f.name, p)
 
 
-def test_tile_layout():
+@pytest.mark.parametrize("observers, audit", [(1, False), (1, True), (3, True)])
+def test_tile_layout(observers, audit):
     rng = np.random.default_rng(0)
-    noise = sample_round_noise(rng, 3, 5)
+    noise = sample_round_noise(rng, 3, 5, observers_per_interaction=observers, audit=audit)
     tiled = noise.tile(2)
     assert isinstance(tiled, RoundNoise)
+    panel = {"observers", "signal_u", "assessment_u"}
     for f in fields(noise):
         a, t = getattr(noise, f.name), getattr(tiled, f.name)
-        assert t.shape == (6, 5)
+        if f.name == "audit_u" and not audit:
+            assert a is None and t is None
+            continue
+        assert t.shape == ((6, 3, 5) if observers == 3 and f.name in panel else (6, 5))
         for k in range(2):
             for r in range(3):
                 assert np.array_equal(t[k * 3 + r], a[r]), (f.name, k, r)
@@ -411,6 +430,20 @@ def test_noise_of_the_wrong_shape_is_rejected():
     game = BatchedGame(params, np.tile(l6.action, (4, 1)), np.tile(l6.assess, (4, 1)), batch=2)
     with pytest.raises(ValueError):
         game.begin_round(sample_round_noise(np.random.default_rng(0), 3, 4))
+
+
+@pytest.mark.parametrize("params, options", [
+    (dict(observers_per_interaction=3), dict()),
+    (dict(), dict(observers_per_interaction=3)),
+    (dict(signal_audit=0.5, audit_norm="L6"), dict()),
+])
+def test_noise_of_another_institution_is_rejected(params, options):
+    """Noise must carry the institution's draws (k observers, audits): CRN callers are told."""
+    params = GameParams(num_agents=4, benefit=2.0, cost=1.0, **params)
+    l6 = parse_strategy("L6")
+    game = BatchedGame(params, np.tile(l6.action, (4, 1)), np.tile(l6.assess, (4, 1)), batch=2)
+    with pytest.raises(ValueError, match="noise_options"):
+        game.begin_round(sample_round_noise(np.random.default_rng(0), 2, 4, **options))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ SCENARIOS = scenarios()
 SINGLE_FOCAL = [s for s in SCENARIOS if get_scenario(s).num_focal == 1]
 MULTI_FOCAL = [s for s in SCENARIOS if get_scenario(s).num_focal > 1]
 PUBLIC_FIELDS = {"recipients", "observers", "reputation_before", "actions", "signals",
-                 "reputation_after"}
+                 "reputation_after", "verdicts", "audits", "flags"}
 ALL_ZEROS = "ignore:Observation numpy array is all zeros:UserWarning"
 
 # A small mixed population: focal slots 0 and 3, discriminators and defectors, so that both
