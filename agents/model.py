@@ -3,58 +3,121 @@
 State: p in [0, 1]^N, the probability that each agent is Good (agents treated as independent —
 the mean-field model). One round maps p to every agent's expected payoff and the next p using
 the public rules of the institution (b, c, e, mu, u, uniformly random derangement matching and
-observers) and, for each agent j, an executed-action table A_j[x, y] = P(a_j = C | x, y) and a
-published-signal table S_j[x, y, a] = P(published Good | x, y, a):
+observers, and the institutions of spec §7: k observers per interaction with majority, signal
+audit v by the audit norm D) and, for each agent j, an executed-action table
+A_j[x, y] = P(a_j = C | x, y) and a published-signal table
+S_j[x, y, a] = P(published Good | x, y, a):
 
 * donor d meets a uniformly random recipient r != d, so the recipient's reputation is
-  distributed as m_d = mean_{r != d} (1 - p_r, p_r);
-* the interaction is watched by an independent uniformly random observer o != d, so its
-  published signal is Good with probability  S_bar_d = mean_{o != d} S_o;
+  distributed as m_d = mean_{r != d} (1 - p_r, p_r); the interaction's context (x, y, a) has
+  probability pi_d[x, y, a] = w_d(x) m_d(y) P(a | d, x, y), with w_j = (1 - p_j, p_j);
+* the interaction is watched by a uniformly random set of k distinct observers o != d whose
+  published signals are independent given the context, so the published verdict (their
+  majority) is Good with probability
+  V_d = sum_{i=h}^{k} beta_i e_i({S_o}_{o != d}),  h = (k + 1) / 2,
+  beta_i = (-1)^(i-h) C(i-1, h-1) C(N-1-i, k-i) / C(N-1, k),
+  with e_i the elementary symmetric polynomials (inclusion-exclusion for "at least h of k
+  independent signals are Good", averaged over the C(N-1, k) panels); k = 1 gives
+  V_d = mean_{o != d} S_o;
 * expected payoff of agent i: -c sum_{x,y} w_i(x) m_i(y) A_i[x, y]
-  + b / (N - 1) sum_{d != i} sum_{x,y} w_d(x) w_i(y) A_d[x, y], with w_j = (1 - p_j, p_j);
-* next reputation: p'_d = (1 - u) p_d + u sum_{x,y,a} w_d(x) m_d(y) P(a | d, x, y) S_bar_d[x, y, a].
+  + b / (N - 1) sum_{d != i} sum_{x,y} w_d(x) w_i(y) A_d[x, y];
+* signal audit: observer o's published signal contradicts the audit norm with probability
+  K_o = S_o (1 - D) + (1 - S_o) D. Each interaction o observes has a donor uniformly random among
+  the others, so it is audited and contradicted with probability
+  phi_o = v sum_{x,y,a} pibar_o[x, y, a] K_o[x, y, a],  pibar_o = mean_{d != o} pi_d,
+  and o, observing k interactions per round, is flagged with probability F_o = 1 - (1 - phi_o)^k;
+* next reputation: p'_d = (1 - F_d) [(1 - u) p_d + u sum_{x,y,a} pi_d[x, y, a] V_d[x, y, a]]
+  (the flag sets d Bad whatever u).
 
-Every term is a sum over N agents of small tables, so a round costs O(N) per model and an
-unroll of H rounds O(H N): no enumeration of paths, yet every indirect path of length <= H
+For one round from known (0/1) reputations the payoffs, the verdicts and, with k = 1, the flag
+probabilities are exact; the model treats an agent's flag and its own update (and, for k > 1,
+the k interactions it observes) as independent, whereas in the game they share the matching (a
+dependence of order 1/N).
+
+Every term is a sum over N agents of small tables, so a round costs O(N k^2) per model and an
+unroll of H rounds O(H N k^2): no enumeration of paths, yet every indirect path of length <= H
 (my action -> my reputation -> what others give me; my signal -> a third party's reputation ->
-how others' actions towards it are judged -> their reputations -> what they give me) is in the
-computation graph, and ``backward()`` follows all of them.
+how others' actions towards it are judged -> their reputations -> what they give me; my signal ->
+an audit -> my own reputation) is in the computation graph, and ``backward()`` follows all of
+them.
 
 Tensors carry an arbitrary batch shape ``(...)`` in front of the agent axis.
 """
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 
 
-def prepare(action: torch.Tensor, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+class RoundTables(NamedTuple):
+    """Round-independent parts of the model (from :func:`prepare`)."""
+
+    action: torch.Tensor
+    """(..., N, 2, 2) A_d[x, y], executed-C probability"""
+    judged: torch.Tensor
+    """(..., N, 2, 2) P(the published verdict about donor d is Good | x, y), averaged over d's
+    action: sum_a P(a | d, x, y) V_d[x, y, a]"""
+    contradiction: torch.Tensor | None
+    """(..., N, 2, 2, 2) K_o[x, y, a], P(observer o's published signal contradicts the audit
+    norm); None without an audit"""
+    observers_per_interaction: int
+    """k"""
+
+
+def majority_verdict(signal: torch.Tensor, observers_per_interaction: int) -> torch.Tensor:
+    """V_d: P(the majority of the published signals of k distinct observers o != d, a uniformly
+    random set, is Good), from published-Good tables S_o (..., N, *context) -> (..., N, *context).
+    The context axes (any number) follow the agent axis -4."""
+    k = observers_per_interaction
+    n = signal.shape[-4]
+    if k == 1:
+        return (signal.sum(dim=-4, keepdim=True) - signal) / (n - 1)  # observer o != d
+    # power sums of the others' probabilities, then their elementary symmetric polynomials by
+    # Newton's identities: e_i = (1/i) sum_{j=1}^{i} (-1)^(j-1) e_{i-j} P_j
+    power = [None] + [(signal**i).sum(dim=-4, keepdim=True) - signal**i for i in range(1, k + 1)]
+    e = [torch.ones_like(signal)]
+    for i in range(1, k + 1):
+        e.append(sum((-1) ** (j - 1) * e[i - j] * power[j] for j in range(1, i + 1)) / i)
+    h = (k + 1) // 2
+    panels = math.comb(n - 1, k)
+    return sum((-1) ** (i - h) * math.comb(i - 1, h - 1) * math.comb(n - 1 - i, k - i) / panels
+               * e[i] for i in range(h, k + 1))
+
+
+def prepare(action: torch.Tensor, signal: torch.Tensor, *, observers_per_interaction: int = 1,
+            audit_norm: torch.Tensor | None = None) -> RoundTables:
     """Round-independent parts of the model, computed once per unroll.
 
     Args:
         action: (..., N, 4) executed-C probability per agent, context index ``2 x + y``.
         signal: (..., N, 8) published-Good probability per agent as observer,
             context index ``4 x + 2 y + a``.
-    Returns:
-        (action as (..., N, 2, 2) [x, y],
-         judged (..., N, 2, 2): P(the published signal about donor d is Good | x, y), averaged
-         over d's action and over the observers o != d.)
+        observers_per_interaction: k.
+        audit_norm: (8,) the audit norm's verdicts D (0/1, index order), or None (no audit).
     """
-    n = action.shape[-2]
     a = action.unflatten(-1, (2, 2))
     s = signal.unflatten(-1, (2, 2, 2))
-    s_bar = (s.sum(dim=-4, keepdim=True) - s) / (n - 1)   # observer o != d, uniformly
-    judged = s_bar[..., 0] + a * (s_bar[..., 1] - s_bar[..., 0])
-    return a, judged
+    verdict = majority_verdict(s, observers_per_interaction)         # V_d[x, y, a]
+    judged = verdict[..., 0] + a * (verdict[..., 1] - verdict[..., 0])
+    contradiction = None
+    if audit_norm is not None:
+        d = audit_norm.to(s).view(2, 2, 2)
+        contradiction = s + d * (1 - 2 * s)     # K_o = S_o (1 - D) + (1 - S_o) D
+    return RoundTables(a, judged, contradiction, observers_per_interaction)
 
 
-def advance(p: torch.Tensor, a: torch.Tensor, judged: torch.Tensor, *, benefit: float,
-            cost: float, update_probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+def advance(p: torch.Tensor, tables: RoundTables, *, benefit: float, cost: float,
+            update_probability: float,
+            signal_audit: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One round from reputations p (..., N), with tables from :func:`prepare`.
 
     Returns (next p (..., N), expected payoff of every agent this round (..., N)).
     """
     n = p.shape[-1]
+    a = tables.action
     w = torch.stack((1 - p, p), dim=-1)                    # (..., N, 2): P(Bad), P(Good)
     q = (p.sum(dim=-1, keepdim=True) - p) / (n - 1)        # recipient r != d is Good
     m = torch.stack((1 - q, q), dim=-1)
@@ -64,13 +127,21 @@ def advance(p: torch.Tensor, a: torch.Tensor, judged: torch.Tensor, *, benefit: 
     from_others = (t.sum(dim=-2, keepdim=True) - t) / (n - 1)
     receive = (w * from_others).sum(dim=-1)                # r receives from each d != r
     payoff = benefit * receive - cost * give
-    good = (joint * judged).sum(dim=(-1, -2))
+    good = (joint * tables.judged).sum(dim=(-1, -2))       # the verdict about d is Good
     p_next = p + update_probability * (good - p)
+    if signal_audit > 0:
+        context = joint[..., None] * torch.stack((1 - a, a), dim=-1)   # pi_d[x, y, a]
+        observed = (context.sum(dim=-4, keepdim=True) - context) / (n - 1)  # donor d != o
+        contradicted = signal_audit * (observed * tables.contradiction).sum(dim=(-1, -2, -3))
+        flagged = 1 - (1 - contradicted) ** tables.observers_per_interaction
+        p_next = (1 - flagged) * p_next
     return p_next, payoff
 
 
 def round_step(p: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, benefit: float,
-               cost: float, update_probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+               cost: float, update_probability: float, observers_per_interaction: int = 1,
+               signal_audit: float = 0.0,
+               audit_norm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One round of the mean-field model.
 
     Args:
@@ -78,27 +149,35 @@ def round_step(p: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, b
         action: (..., N, 4) executed-C probability per agent, context index ``2 x + y``.
         signal: (..., N, 8) published-Good probability per agent as observer,
             context index ``4 x + 2 y + a``.
+        observers_per_interaction, signal_audit, audit_norm: the institution (k, v and D as
+            (8,) verdicts in index order; D is needed when v > 0).
     Returns:
         (next p (..., N), expected payoff of every agent this round (..., N)).
     """
-    return advance(p, *prepare(action, signal), benefit=benefit, cost=cost,
-                   update_probability=update_probability)
+    tables = prepare(action, signal, observers_per_interaction=observers_per_interaction,
+                     audit_norm=audit_norm if signal_audit > 0 else None)
+    return advance(p, tables, benefit=benefit, cost=cost, update_probability=update_probability,
+                   signal_audit=signal_audit)
 
 
 def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, horizon: int,
-           gamma: float, benefit: float, cost: float, update_probability: float) -> torch.Tensor:
+           gamma: float, benefit: float, cost: float, update_probability: float,
+           observers_per_interaction: int = 1, signal_audit: float = 0.0,
+           audit_norm: torch.Tensor | None = None) -> torch.Tensor:
     """Discounted mean payoff per round over ``horizon`` rounds from ``p0``.
 
     Returns (..., N): sum_t gamma^t payoff_t / sum_t gamma^t for every agent (the learner reads
-    off its own entry). Cost is linear in the horizon: one :func:`advance` per round.
+    off its own entry). Cost is linear in the horizon: one :func:`advance` per round. The
+    institution keywords are those of :func:`round_step`.
     """
-    a, judged = prepare(action, signal)
+    tables = prepare(action, signal, observers_per_interaction=observers_per_interaction,
+                     audit_norm=audit_norm if signal_audit > 0 else None)
     p = p0
     total = torch.zeros_like(p0)
     weight, norm = 1.0, 0.0
     for _ in range(horizon):
-        p, payoff = advance(p, a, judged, benefit=benefit, cost=cost,
-                            update_probability=update_probability)
+        p, payoff = advance(p, tables, benefit=benefit, cost=cost,
+                            update_probability=update_probability, signal_audit=signal_audit)
         total = total + weight * payoff
         norm += weight
         weight *= gamma

@@ -7,9 +7,11 @@ Each learner (one per focal slot and seed) interleaves three things:
 2. **refit**: update its private estimators of every other agent's action and signal behaviour
    from the public record only (:class:`~reciprocity.agents.estimators.PublicEstimators`);
 3. **reciprocity-gradient steps**: from the current public reputations of its games, unroll the
-   differentiable model of the game (:mod:`reciprocity.agents.model`) for ``horizon`` rounds
-   with its own policy in its own slot and the estimators everywhere else, and ascend the
-   gradient of its discounted expected payoff with respect to both heads. Estimator outputs are
+   differentiable model of the game (:mod:`reciprocity.agents.model`, with the scenario's
+   institution: k observers with majority, signal audit) for ``horizon`` rounds with its own
+   policy in its own slot and the estimators everywhere else, and ascend the gradient of its
+   discounted expected payoff with respect to both heads (so under an audit the gradient sees
+   the cost of a signal that contradicts the audit norm). Estimator outputs are
    constants (not trained in this step) but the gradient flows *through* them: they turn changes
    of reputations into changes of other agents' behaviour.
 
@@ -85,6 +87,8 @@ class ReciprocityGradient:
         mask[torch.arange(f), torch.as_tensor(env_config.focal_slots)] = 1.0
         self.slot_mask = mask.to(self.device)  # (F, N) one-hot of each learner's slot
         self.focal_slots = torch.as_tensor(env_config.focal_slots, device=self.device)
+        # the institution is public: the audit norm's verdicts (8,), index order
+        self.audit_norm = torch.as_tensor(self.params.audit_table, device=self.device)
 
     def objective(self, start: torch.Tensor, est_action: torch.Tensor,
                   est_signal: torch.Tensor, own_action: torch.Tensor | None = None,
@@ -109,7 +113,9 @@ class ReciprocityGradient:
         value = unroll(start[:, None].to(action.dtype), action[:, :, None], signal[:, :, None],
                        horizon=self.config.horizon, gamma=self.config.gamma,
                        benefit=p.benefit, cost=p.cost,
-                       update_probability=p.update_probability)       # (S, F, B, N)
+                       update_probability=p.update_probability,
+                       observers_per_interaction=p.observers_per_interaction,
+                       signal_audit=p.signal_audit, audit_norm=self.audit_norm)  # (S, F, B, N)
         own = torch.gather(value, -1, self.focal_slots.view(1, -1, 1, 1).expand(
             *value.shape[:-1], 1))[..., 0]                              # (S, F, B)
         return own.mean(dim=-1)

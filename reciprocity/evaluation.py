@@ -13,7 +13,9 @@ lowers the payoff by more than the 95% interval of that (paired) difference. A s
 **discriminative** otherwise.
 
 Multi-learner reference: every learner plays the ideal discriminator (C with Good recipients, D
-with Bad ones; assesses by the background norm); b - c (full cooperation) is reported too.
+with Bad ones; assesses by the background norm, or under a signal audit by the audit norm, so that
+it is flagged only through assessment errors); b - c (full cooperation) is reported too. Every
+reference is played on the core under the scenario's institution (audit, k observers).
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ import numpy as np
 from .envs.config import EnvConfig, strategy_tables
 from .envs.core import BatchedGame, sample_round_noise
 from .envs.evaluate import evaluate_focal_tables
-from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, parse_strategy, to_display_order
+from .envs.norms import (
+    ACTION_CONTEXTS,
+    ASSESSMENT_RULES,
+    SIGNAL_CONTEXTS,
+    parse_strategy,
+    to_display_order,
+)
 from .envs.scenarios import Scenario, get_scenario
 
 #: Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (normal beyond).
@@ -117,6 +125,20 @@ def background_norm(env_config: EnvConfig) -> str:
     return names.most_common(1)[0][0]
 
 
+def ideal_norm(env_config: EnvConfig) -> str | list[int]:
+    """The assessment rule the ideal discriminator follows: under a signal audit the audit norm
+    (by name when it has one, else its verdicts in display order), otherwise the background's."""
+    params = env_config.params
+    background = background_norm(env_config)
+    if params.signal_audit > 0:
+        table = params.audit_table
+        names = [k for k, v in ASSESSMENT_RULES.items() if np.array_equal(v, table)]
+        if background in names:
+            return background
+        return names[0] if names else to_display_order(table).astype(int).tolist()
+    return background
+
+
 def reference(scenario: str | Scenario, *, search_envs: int = 32,
               confirm_envs: int = EVALUATION_ENVS, rounds: int | None = None, seed: int = 0,
               confirm_seed: int = EVALUATION_SEED) -> dict:
@@ -128,7 +150,7 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32,
     b, c = env_config.params.benefit, env_config.params.cost
     out = {"scenario": scenario.id, "rounds": rounds, "full_cooperation_payoff": b - c}
     if env_config.focal_slots.size > 1:
-        norm = background_norm(env_config)
+        norm = ideal_norm(env_config)
         ideal = parse_strategy({"action": "disc", "assess": norm})
         f = env_config.focal_slots.size
         payoffs = evaluate_focal_tables(env_config, np.tile(ideal.action, (1, f, 1)),

@@ -34,6 +34,7 @@ from reciprocity.envs import (
     make,
     make_parallel,
     parse_strategy,
+    register,
     sample_round_noise,
     simulate,
 )
@@ -41,6 +42,7 @@ from reciprocity.envs.config import strategy_tables
 from reciprocity.envs.core import random_observer_panels
 from reciprocity.envs.norms import ASSESSMENT_RULES
 from reciprocity.envs.vector import VectorGame
+from reciprocity.evaluation import reference
 
 L6 = parse_strategy("L6")
 
@@ -284,6 +286,33 @@ def test_institution_scenarios(sid, n, focal, audit, k):
         assert params.audit_norm == tuple(int(x) for x in ASSESSMENT_RULES["L6"])
     assert Scenario.from_dict(scenario.to_dict()).env_config.params == params
     assert scenario.description
+
+
+@pytest.mark.parametrize("institution", [dict(signal_audit=1.0, assessment_error=0.1),
+                                         dict(observers_per_interaction=3, assessment_error=0.2)],
+                         ids=["audit", "majority"])
+def test_ideal_discriminator_reference_is_played_under_the_institution(institution):
+    """The multi-learner reference (every learner an ideal discriminator) equals an independent
+    play of that population on the core under the same institution (5 combined standard errors),
+    and differs from the plain game's by far more: the audit costs the discriminators flags
+    (mu = 0.1), the majority of three corrects assessment errors (mu = 0.2)."""
+    scenario = register({**get_scenario("many-learners-v0").to_dict(), **institution,
+                         "id": "institution-reference-test-v0"}, overwrite=True)
+    ref = reference(scenario, confirm_envs=64, rounds=60)
+    assert ref["kind"] == "ideal_discriminator" and ref["norm"] == "L6"
+    estimates = {}
+    for name, overrides in (("institution", institution),
+                            ("plain", {"assessment_error": institution["assessment_error"]})):
+        config = EnvConfig.from_kwargs(population=["disc+L6"] * 7 + ["alld+L6"] * 3, benefit=3,
+                                       cost=0.75, **overrides)
+        game = BatchedGame(config.params, *strategy_tables(config.strategies), batch=256,
+                           seed=5)
+        per_game = sum(game.play_round().payoffs[:, :7].mean(axis=1) for _ in range(60)) / 60
+        estimates[name] = (per_game.mean(), per_game.std(ddof=1) / 16)
+    mean, se = estimates["institution"]
+    combined = np.hypot(ref["reference_ci95"] / 1.96, se)
+    assert abs(ref["reference_payoff"] - mean) < 5 * combined
+    assert abs(ref["reference_payoff"] - estimates["plain"][0]) > 20 * combined
 
 
 # ----------------------------------------------------------------------------------------------
