@@ -40,9 +40,9 @@ def simulate(population, rounds: int, *, benefit: float, cost: float, execution_
     Args:
         population: list of N strategy specs (no ``"focal"`` slots).
         rounds: number of rounds to play.
-        benefit, cost, execution_error, assessment_error, update_probability, initial_reputation,
-        signal_audit, audit_norm, observers_per_interaction: the institution, as for the
-            environments.
+        benefit, cost, execution_error, assessment_error, update_probability: the institution,
+            as for the environments.
+        initial_reputation, signal_audit, audit_norm, observers_per_interaction: likewise.
         num_envs: games played in parallel (B).
         seed: seed for the generator.
     """
