@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from .core import GameParams
-from .norms import NUM_ACTION_CONTEXTS, NUM_SIGNAL_CONTEXTS, Strategy, parse_strategy
+from .norms import (
+    NUM_ACTION_CONTEXTS,
+    NUM_SIGNAL_CONTEXTS,
+    Strategy,
+    parse_strategy,
+    to_display_order,
+)
 
 FOCAL = "focal"
 
@@ -81,9 +87,9 @@ def strategy_tables(strategies: Sequence[Strategy | None]) -> tuple[np.ndarray, 
     return action, assess
 
 
-def background_audit_norm(strategies: Sequence[Strategy | None]) -> tuple[int, ...]:
-    """The default audit norm: the assessment rule all background agents follow, as verdicts in
-    index order. Raises a ValueError naming ``audit_norm`` when there is no single such rule."""
+def background_audit_norm(strategies: Sequence[Strategy | None]) -> list[int]:
+    """The default audit norm: the assessment rule all background agents follow, as 8 verdicts in
+    display order. Raises a ValueError naming ``audit_norm`` when there is no single such rule."""
     tables = {tuple(s.assess.tolist()) for s in strategies if s is not None}
     names = sorted({s.name for s in strategies if s is not None})
     if not tables:
@@ -93,11 +99,11 @@ def background_audit_norm(strategies: Sequence[Strategy | None]) -> tuple[int, .
     if len(tables) > 1:
         raise ValueError(f"audit_norm: the background agents ({', '.join(names)}) assess by "
                          f"different rules; name the one to audit by, e.g. audit_norm='L6'")
-    table = tables.pop()
-    if not set(table) <= {0.0, 1.0}:
+    table = np.array(tables.pop())
+    if not np.isin(table, (0.0, 1.0)).all():
         raise ValueError(f"audit_norm: the background's assessment rule ({', '.join(names)}) is "
                          f"stochastic; name a deterministic norm to audit by")
-    return tuple(int(v) for v in table)
+    return to_display_order(table).astype(int).tolist()
 
 
 @dataclass(frozen=True)

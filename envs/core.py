@@ -39,7 +39,13 @@ from numbers import Real
 
 import numpy as np
 
-from .norms import NUM_ACTION_CONTEXTS, NUM_SIGNAL_CONTEXTS, parse_assessment_rule
+from .norms import (
+    NUM_ACTION_CONTEXTS,
+    NUM_SIGNAL_CONTEXTS,
+    from_display_order,
+    parse_assessment_rule,
+    to_display_order,
+)
 
 __all__ = [
     "BatchedGame",
@@ -82,8 +88,8 @@ class GameParams:
         initial_reputation: ``"good"``, ``"bad"`` or p0 in [0, 1] (each agent Good w.p. p0).
         signal_audit: v in [0, 1], probability that an interaction is audited (spec §7).
         audit_norm: the assessment rule the audit judges by (a name or 8 values 0/1 in display
-            order); stored as a tuple of 8 verdicts in index order ``4 x + 2 y + a``. Required
-            when ``signal_audit > 0``.
+            order); stored as a tuple of its 8 verdicts in display order (GGC ... BBD; index
+            order: :attr:`audit_table`). Required when ``signal_audit > 0``.
         observers_per_interaction: k, odd, 1 <= k < N (and k <= 5): distinct observers of every
             interaction; the verdict is the majority of their published signals.
     """
@@ -145,22 +151,22 @@ class GameParams:
 
     @property
     def audit_table(self) -> np.ndarray:
-        """The audit norm's verdicts, (8,) float in index order (zeros when there is none)."""
-        return np.array(self.audit_norm if self.audit_norm is not None else (0,) * 8,
-                        dtype=np.float64)
+        """The audit norm's verdicts, (8,) float in index order ``4 x + 2 y + a`` (zeros when
+        there is none)."""
+        if self.audit_norm is None:
+            return np.zeros(NUM_SIGNAL_CONTEXTS)
+        return from_display_order(self.audit_norm)
 
 
 def audit_verdicts(norm, field: str = "audit_norm") -> tuple[int, ...]:
-    """An audit norm (a tuple of 8 verdicts, an assessment rule name, or 8 values 0/1 in display
-    order) -> its verdicts, a tuple of 8 ints in index order ``4 x + 2 y + a``."""
-    if isinstance(norm, tuple) and len(norm) == NUM_SIGNAL_CONTEXTS and \
-            all(type(v) is int and v in (0, 1) for v in norm):
-        return norm  # already canonical (index order)
-    _, table = parse_assessment_rule(norm, field=field)
+    """An audit norm (an assessment rule name, or 8 values 0/1 in display order GGC ... BBD) ->
+    its verdicts, a tuple of 8 ints in display order (so parsing it again gives it back)."""
+    _, table = parse_assessment_rule(list(norm) if isinstance(norm, tuple) else norm,
+                                     field=field)
     if not np.isin(table, (0.0, 1.0)).all():
         raise ValueError(f"{field}: the audit's verdict must be deterministic (every entry 0 or "
                          f"1), got {norm!r}")
-    return tuple(int(v) for v in table)
+    return tuple(int(v) for v in to_display_order(table))
 
 
 @dataclass

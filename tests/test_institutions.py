@@ -9,6 +9,7 @@ vector game and the estimators against the core.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -243,19 +244,21 @@ def test_an_audit_needs_a_norm_to_audit_by(population, message):
         EnvConfig.from_kwargs(population=population, signal_audit=0.3)
     # naming the norm resolves it
     config = EnvConfig.from_kwargs(population=population, signal_audit=0.3, audit_norm="L6")
-    assert config.params.audit_norm == tuple(int(x) for x in ASSESSMENT_RULES["L6"])
+    assert np.array_equal(config.params.audit_table, ASSESSMENT_RULES["L6"])
     with pytest.raises(ValueError, match=r"audit_norm: signal_audit = 0\.3 needs a norm"):
         GameParams(num_agents=3, benefit=1.0, cost=0.0, signal_audit=0.3)
 
 
 def test_default_audit_norm_is_the_background_rule():
-    config = EnvConfig.from_kwargs(population=["focal", "L6", "alld+L6"], signal_audit=0.5)
-    assert config.params.audit_norm == tuple(int(x) for x in ASSESSMENT_RULES["stern_judging"])
-    # a name, a display-order list and the default all give the same verdicts
-    listed = GameParams(num_agents=3, benefit=1.0, cost=0.0, signal_audit=0.5,
-                        audit_norm=[1, 0, 0, 1, 1, 0, 0, 1])
-    assert listed.audit_norm == config.params.audit_norm
-    assert GameParams(3, 1.0, 0.0, signal_audit=0.5, audit_norm="stern judging") == listed
+    config = EnvConfig.from_kwargs(population=["focal", "L1", "alld+L1"], signal_audit=0.5)
+    assert np.array_equal(config.params.audit_table, ASSESSMENT_RULES["L1"])
+    # a name, a display-order list or tuple (GGC ... BBD, as for strategies) and the default all
+    # give the same verdicts, stored in display order, and re-validating keeps them
+    l1 = [1, 0, 1, 1, 1, 0, 1, 0]
+    for norm in ("L1", l1, tuple(l1)):
+        params = GameParams(3, 1.0, 0.0, signal_audit=0.5, audit_norm=norm)
+        assert params.audit_norm == tuple(l1) == config.params.audit_norm
+        assert replace(params, benefit=2.0).audit_norm == tuple(l1)
 
 
 def test_bad_institution_in_a_scenario_file_names_file_and_field(tmp_path):
@@ -283,7 +286,7 @@ def test_institution_scenarios(sid, n, focal, audit, k):
     assert (params.signal_audit, params.observers_per_interaction) == (audit, k)
     assert (params.benefit, params.cost) == (3, 0.75)
     if audit:
-        assert params.audit_norm == tuple(int(x) for x in ASSESSMENT_RULES["L6"])
+        assert np.array_equal(params.audit_table, ASSESSMENT_RULES["L6"])
     assert Scenario.from_dict(scenario.to_dict()).env_config.params == params
     assert scenario.description
 
