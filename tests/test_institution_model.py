@@ -27,7 +27,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_dynamics import B, G, cooperation, rules_of
+from test_dynamics import F, cooperation, rules_of
 
 from reciprocity.agents.model import learner_tables, round_step
 from reciprocity.agents.rg import ReciprocityGradient, RGConfig
@@ -197,13 +197,7 @@ def institution_fixed_point(spec, e, mu, u, audit, k):
     mu_k = majority_error(mu, k)
     g = 1.0
     for _ in range(100_000):
-        w = {G: g, B: 1 - g}
-        f = 0.0
-        for x, y in itertools.product((G, B), (G, B)):
-            pc = p[(x, y)] * (1 - e)
-            q = pc * d[(x, y, 1)] + (1 - pc) * d[(x, y, 0)]
-            f += w[x] * w[y] * (mu_k + (1 - 2 * mu_k) * q)
-        new = (1 - phi) * ((1 - u) * g + u * f)
+        new = (1 - phi) * ((1 - u) * g + u * F(g, p, d, e, mu_k))   # spec §2's map, mu -> mu_k
         if abs(new - g) < 1e-14:
             return new, cooperation(new, p, e)
         g = new
