@@ -18,7 +18,12 @@ import torch
 from reciprocity.agents.rollout import Rollout, collect
 from reciprocity.baselines import PPO, PPOConfig, Reinforce, ReinforceConfig
 from reciprocity.baselines.ppo import clipped_surrogate, gae
-from reciprocity.baselines.reinforce import discounted_returns, interleave, round_discounts
+from reciprocity.baselines.reinforce import (
+    discounted_returns,
+    interleave,
+    round_discounts,
+    round_ends,
+)
 from reciprocity.envs import EnvConfig, get_scenario
 from reciprocity.envs.vector import VectorGame, observations
 
@@ -87,6 +92,20 @@ def test_decision_sequence_interleaves_act_and_assess():
     act, assess = torch.tensor([1, 2, 4]), torch.tensor([0, 0, 0])
     assert interleave(act, assess).tolist() == [1, 0, 2, 0, 4, 0]
     assert round_discounts(3, 0.5).tolist() == [1.0, 0.5, 1.0, 0.5, 1.0, 0.5]
+
+
+def test_decision_sequence_with_several_assess_phases():
+    """k = 2 assess phases: act_t, assess_t^1, assess_t^2; gamma only from the last assess
+    decision to the next act, and an episode end after the last assess decision."""
+    act, assess = torch.tensor([1, 2]), torch.tensor([10, 11, 20, 21])
+    assert interleave(act, assess).tolist() == [1, 10, 11, 2, 20, 21]
+    assert round_discounts(2, 0.5, assess_phases=2).tolist() == [1, 1, 0.5, 1, 1, 0.5]
+    assert round_ends(torch.tensor([False, True]), 2).tolist() == [False] * 5 + [True]
+    rewards = interleave(torch.tensor([1.0, 2.0]), torch.zeros(4))
+    returns = discounted_returns(rewards, round_discounts(2, 0.5, assess_phases=2),
+                                 round_ends(torch.tensor([False, True]), 2))
+    # G(act1) = 2 + 0, both assess decisions of round 0: 0.5 * G(act1) = 1, G(act0) = 1 + 1
+    assert returns.tolist() == [2.0, 1.0, 1.0, 2.0, 0.0, 0.0]
 
 
 def test_returns_to_go_by_hand():
@@ -173,15 +192,22 @@ LEARNERS = [
     (Reinforce, ReinforceConfig, {"baseline": "running_mean"}),
     (PPO, PPOConfig, {}),
 ]
+#: all-cooperators with three observers per interaction: 1 + 3 decisions per round
+ALLC_MAJORITY = EnvConfig.from_kwargs(**{**get_scenario("all-cooperators-v0").config(),
+                                         "observers_per_interaction": 3})
 
 
-@pytest.mark.parametrize(("cls", "config_cls", "overrides"), LEARNERS,
-                         ids=["reinforce-learned", "reinforce-running-mean", "ppo"])
-def test_learns_to_defect_against_all_cooperators(cls, config_cls, overrides):
+@pytest.mark.parametrize(("cls", "config_cls", "overrides", "env_config"), [
+    *((*learner, ALLC) for learner in LEARNERS),
+    (Reinforce, ReinforceConfig, {}, ALLC_MAJORITY),
+    (PPO, PPOConfig, {}, ALLC_MAJORITY),
+], ids=["reinforce-learned", "reinforce-running-mean", "ppo", "reinforce-k3", "ppo-k3"])
+def test_learns_to_defect_against_all_cooperators(cls, config_cls, overrides, env_config):
     S, B = 2, 16
     config = config_cls(rounds_per_update=25, **overrides)
-    learner = cls(config, ALLC, (S, 1), seed=0)
-    rollout, history = train(learner, ALLC, S, B, num_updates=40)
+    learner = cls(config, env_config, (S, 1), seed=0)
+    rollout, history = train(learner, env_config, S, B, num_updates=40)
+    assert rollout.assess_phases == env_config.params.observers_per_interaction
     p_coop = learner.policy.tables()[0][:, 0]  # (S, 4)
     assert (p_coop[:, OWN_GOOD].mean(-1) < 0.2).all(), p_coop
     # the greedy action rule defects in every context visited in the last rollout

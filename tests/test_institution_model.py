@@ -341,3 +341,25 @@ def test_audit_makes_the_gradient_see_a_contradicted_signal():
     ggc, ggd = 7, 6    # index 4 x + 2 y + a
     assert difference[ggc] > 1e-4
     assert difference[ggd] < -1e-4
+
+
+@pytest.mark.parametrize("scenario", ["many-learners-majority-v0", "many-learners-audit-v0"])
+def test_rg_updates_on_the_institution_scenarios(scenario):
+    """A collect + update cycle: the estimators count k signals per interaction (each to its
+    observer) and the reciprocity-gradient steps change every learner's policy."""
+    from reciprocity.agents.rollout import collect
+    from reciprocity.envs.vector import VectorGame
+
+    config, rg = _rg(scenario)
+    before = torch.cat(rg.policy.tables(), dim=-1).clone()
+    game = VectorGame(config, 4, seed=0)
+    game.reset()
+    rollout = collect(game, rg.policy, 10, np.random.default_rng(0), 1)
+    metrics = rg.update(rollout)
+    k = config.params.observers_per_interaction
+    assert rollout.signals.shape == (10 * k, 1, 7, 4)
+    assert rg.estimators.signal_trials.sum() == pytest.approx(
+        k * rg.estimators.action_trials.sum())
+    assert math.isfinite(metrics["rg/model_value"])
+    after = torch.cat(rg.policy.tables(), dim=-1)
+    assert (after - before).abs().amax(dim=-1).min() > 0
