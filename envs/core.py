@@ -348,15 +348,16 @@ def sample_round_noise(rng: np.random.Generator, batch: int, n: int, *,
     numbers, and an audit adds its draws after all the others.
     """
     k = observers_per_interaction
-    if k == 1:
+    if k == 1:  # the plain game's draws
         matchings = random_derangements(rng, 2 * batch, n)  # one call: recipients, then observers
         recipients, observers = matchings[:batch], matchings[batch:]
+        intent_u, execution_u, signal_u, assessment_u, update_u = rng.random((5, batch, n))
     else:
         recipients = random_derangements(rng, batch, n)
         observers = random_observer_panels(rng, batch, n, k)
-    intent_u, execution_u = rng.random((2, batch, n))
-    signal_u, assessment_u = rng.random((2, *observers.shape))
-    update_u = rng.random((batch, n))
+        intent_u, execution_u = rng.random((2, batch, n))
+        signal_u, assessment_u = rng.random((2, batch, k, n))
+        update_u = rng.random((batch, n))
     audit_u = rng.random((batch, n)) if audit else None
     return RoundNoise(recipients, observers, intent_u, execution_u, signal_u, assessment_u,
                       update_u, audit_u)
@@ -401,6 +402,15 @@ class BatchedGame:
         self.assess_table = self._check_table(assess_table, NUM_SIGNAL_CONTEXTS, "assess_table")
         self._agents = np.arange(n)
         self._row_offsets = np.arange(self.batch)[:, None] * n  # flat index of (game, slot 0)
+        k = params.observers_per_interaction
+        self._noise_options = params.noise_options()
+        # flat index of (game, assess phase, slot 0) in (B, k, N) panel arrays
+        self._panel_offsets = np.arange(self.batch * k).reshape(self.batch, k, 1) * n
+        # the record's audits and flags when nothing is audited (shared, read-only)
+        self._no_audits = np.zeros((self.batch, n), dtype=np.int8)
+        self._no_flags = np.zeros((self.batch, k, n), dtype=np.int8)
+        for zeros in (self._no_audits, self._no_flags):
+            zeros.flags.writeable = False
         self.reset(seed)
 
     def _check_table(self, table, k: int, name: str) -> np.ndarray:
@@ -446,7 +456,7 @@ class BatchedGame:
         p = self.params
         n = p.num_agents
         if noise is None:
-            noise = sample_round_noise(self.rng, self.batch, n, **p.noise_options())
+            noise = sample_round_noise(self.rng, self.batch, n, **self._noise_options)
         elif noise.recipients.shape != (self.batch, n):
             raise ValueError(f"noise has shape {noise.recipients.shape}, "
                              f"expected ({self.batch}, {n})")
@@ -505,9 +515,9 @@ class BatchedGame:
             if observers.ndim == 3:
                 observers = observers[:, phase]
         inverse = np.empty(observers.shape, dtype=observers.dtype)
-        rows = np.arange(inverse.size // inverse.shape[-1]).reshape(*inverse.shape[:-1], 1)
+        rows = self._row_offsets if observers.ndim == 2 else self._panel_offsets
         # inverse[..., observers[..., d]] = d (np.put repeats the N values row after row)
-        np.put(inverse, observers + rows * inverse.shape[-1], self._agents)
+        np.put(inverse, observers + rows, self._agents)
         return inverse
 
     def signal_contexts(self) -> np.ndarray:
@@ -541,15 +551,13 @@ class BatchedGame:
         signals = (signal_u < prob).view(np.int8)
         if focal_slots is not None and len(focal_slots):
             donors = self.observed_donors()[..., focal_slots].reshape(self.batch, k, -1)
-            np.put_along_axis(signals, donors, np.asarray(focal_signals, dtype=np.int8).reshape(
-                donors.shape), axis=2)
+            np.put(signals, donors + self._panel_offsets, np.asarray(focal_signals, dtype=np.int8))
         published = signals ^ (assessment_u < p.assessment_error)
         # the published verdict about each donor: the majority of its k published signals
         verdicts = published[:, 0] if k == 1 else \
             (published.sum(axis=1, dtype=np.int8) > k // 2).view(np.int8)
         # signal audit: an audited interaction's published signals are judged by the audit norm
-        flags = np.zeros_like(published)
-        audits = np.zeros_like(verdicts)
+        flags, audits = self._no_flags, self._no_audits
         if p.signal_audit > 0:
             audits = (noise.audit_u < p.signal_audit).view(np.int8)
             contradicts = published != p.audit_table.astype(np.int8).take(ctx)[:, None]
@@ -559,7 +567,7 @@ class BatchedGame:
         after = np.where(noise.update_u < p.update_probability, verdicts,
                          before).astype(np.int8, copy=False)
         if p.signal_audit > 0:
-            rows = np.arange(self.batch)[:, None, None] * p.num_agents
+            rows = self._row_offsets[:, :, None]  # the observers' (game, slot) in (B, N)
             after.put((observers + rows)[flags.astype(bool)], 0)
         record = RoundRecord(
             recipients=noise.recipients, observers=noise.observers, reputation_before=before,

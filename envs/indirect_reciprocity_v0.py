@@ -170,6 +170,8 @@ class parallel_env(ParallelEnv, EzPickle):
         self._history: deque = deque(maxlen=RENDER_HISTORY)
         self.assess_phases = self.config.params.observers_per_interaction  # k assess steps
         self._phase = 0  # 0 act, 1 .. k assess
+        # the focal signals of the k assess phases, handed to the core after the last one
+        self._pending_signals = np.zeros((1, self.assess_phases, self.focal_slots.size), np.int8)
         self._last_record = None
 
     @functools.cache  # noqa: B019 - spaces must be the same object per agent
@@ -240,7 +242,6 @@ class parallel_env(ParallelEnv, EzPickle):
             self._pending_actions, payoffs = actions[0], payoffs[0]
             rewards = dict(zip(self.agents, payoffs[self.focal_slots].tolist(), strict=True))
             self._phase = 1
-            self._pending_signals = np.empty((1, self.assess_phases, len(self.agents)), np.int8)
             return self._observe(), rewards, zero, dict(zero), self._infos()
         self._pending_signals[:, self._phase - 1] = decisions
         if self._phase < self.assess_phases:  # the round goes on with the next assess phase
