@@ -24,14 +24,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..envs.config import DEFAULTS
+from ..envs.config import merge_overrides
+from ..envs.indirect_reciprocity_v0 import CONSTRUCTOR_KEYWORDS
 from ..envs.scenarios import Scenario, get_scenario
 
 __all__ = ["ENV_KEYWORDS", "env_name", "make_rllib_env", "policy_table", "ppo_config",
            "register_env"]
 
 #: Constructor keywords of the environment (overrides routed to the env, not to PPO).
-ENV_KEYWORDS = frozenset([*DEFAULTS, "observation", "render_mode"])
+ENV_KEYWORDS = frozenset(CONSTRUCTOR_KEYWORDS)
 
 #: Overrides routed to ``config.env_runners(...)``.
 ENV_RUNNER_KEYWORDS = frozenset(["num_env_runners", "num_envs_per_env_runner",
@@ -86,7 +87,7 @@ def make_rllib_env(scenario: str | Scenario, **overrides):
     wrapper = _require_rllib()
     from ..envs.indirect_reciprocity_v0 import parallel_env
 
-    config = {**get_scenario(scenario).config(), **_split_env(overrides)}
+    config = merge_overrides(get_scenario(scenario).config(), _split_env(overrides))
     return wrapper(parallel_env(**config))
 
 
@@ -106,12 +107,12 @@ def register_env(scenario: str | Scenario, name: str | None = None, **overrides)
     from ray.tune.registry import register_env as tune_register_env
 
     scenario = get_scenario(scenario)
-    base = {**scenario.config(), **_split_env(overrides)}
+    base = merge_overrides(scenario.config(), _split_env(overrides))
     make_rllib_env(scenario, **base).close()  # bad keywords fail here, not inside Ray
     name = env_name(scenario) if name is None else name
 
     def creator(env_config=None):
-        return make_rllib_env(scenario, **{**base, **dict(env_config or {})})
+        return make_rllib_env(scenario, **merge_overrides(base, dict(env_config or {})))
 
     tune_register_env(name, creator)
     return name
