@@ -27,6 +27,7 @@ from typing import Any
 from ..envs.config import merge_overrides
 from ..envs.indirect_reciprocity_v0 import CONSTRUCTOR_KEYWORDS
 from ..envs.scenarios import Scenario, get_scenario
+from .common import context_table
 
 __all__ = ["ENV_KEYWORDS", "env_name", "make_rllib_env", "policy_table", "ppo_config",
            "register_env"]
@@ -225,20 +226,13 @@ def policy_table(algo, module_id: str, *, own_reputation: int | None = None
     _require_rllib()
     import torch
 
-    from ..envs import ACTION_CONTEXTS, SIGNAL_CONTEXTS
-    from .sb3 import context_observations  # plain NumPy; needs no Stable-Baselines3
-
     module = algo.get_module(module_id)
     if module is None:
         raise ValueError(f"module_id: no policy {module_id!r} in this algorithm")
-    act, assess = context_observations(own_reputation)
 
     def prob_one(obs):
         with torch.no_grad():
             out = module.forward_inference({"obs": torch.from_numpy(obs)})
             return torch.softmax(out["action_dist_inputs"], dim=-1)[:, 1].numpy()
 
-    p_act = prob_one(act)
-    p_sig = prob_one(assess.reshape(-1, 5)).reshape(assess.shape[:2]).mean(axis=0)
-    return {"action": dict(zip(ACTION_CONTEXTS, map(float, p_act), strict=True)),
-            "signal": dict(zip(SIGNAL_CONTEXTS, map(float, p_sig), strict=True))}
+    return context_table(prob_one, own_reputation=own_reputation)
