@@ -7,7 +7,7 @@ on its own step (TorchRL's AEC mode reads ``env.rewards`` after every step).
 
 * :func:`make_env` - a scenario as a TorchRL environment (parallel or AEC);
 * :func:`mappo_modules` - a decentralised policy on each agent's observation and a centralised
-  critic on the global state (MAPPO), as TorchRL ``TensorDictModule``\\ s;
+  critic on the global state (MAPPO), as TorchRL modules;
 * :func:`train_mappo` - the MAPPO loop: TorchRL collector, GAE and ``ClipPPOLoss``;
 * :func:`policy_table` - a trained policy's output per context, in the metrics schema.
 
