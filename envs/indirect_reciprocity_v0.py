@@ -276,23 +276,26 @@ class GameShell:
         return text
 
 
-class parallel_env(ParallelEnv, EzPickle):
-    """Native parallel environment; see the module docstring."""
+class ShellBacked:
+    """What both APIs share: construction from the keywords, spaces, state, record, render."""
 
     metadata: ClassVar[dict] = METADATA
 
     def __init__(self, **kwargs):
         EzPickle.__init__(self, **kwargs)
-        self.shell = GameShell(**kwargs)
-        self.config = self.shell.config
-        self.render_mode = self.shell.render_mode
-        self.max_rounds = self.shell.max_rounds
+        self.shell = shell = GameShell(**kwargs)
+        self.config = shell.config
+        self.render_mode = shell.render_mode
+        self.observation_mode = shell.observation_mode
+        self.max_rounds = shell.max_rounds
         self.max_cycles = self.config.max_cycles
-        self.focal_slots = self.shell.focal_slots
-        self.possible_agents = self.shell.possible_agents
+        self.num_slots = shell.num_slots
+        self.slot_labels = shell.slot_labels
+        self.focal_slots = shell.focal_slots
+        self.possible_agents = shell.possible_agents
         self.agent_name_mapping = dict(zip(self.possible_agents, self.focal_slots.tolist(),
                                            strict=True))
-        self.state_space = self.shell.state_space
+        self.state_space = shell.state_space
         self.agents = []
 
     @property
@@ -308,11 +311,23 @@ class parallel_env(ParallelEnv, EzPickle):
         return self.shell.action_space
 
     def state(self) -> np.ndarray:
+        """The public state of the current phase, (3 + 5 N,) float32; see the module doc."""
         return self.shell.state()
 
     def public_record(self) -> dict[str, np.ndarray] | None:
-        """The last completed round's public record: (N,) arrays indexed by donor."""
+        """The last completed round's public record: (N,) arrays indexed by donor, or ``None``
+        before the first round ends."""
         return self.shell.last_record
+
+    def render(self):
+        return self.shell.render()
+
+    def close(self):
+        pass
+
+
+class parallel_env(ShellBacked, ParallelEnv, EzPickle):
+    """Native parallel environment; see the module docstring."""
 
     def _observations_and_infos(self):
         shell = self.shell
@@ -348,14 +363,8 @@ class parallel_env(ParallelEnv, EzPickle):
             self.agents = []
         return obs, rewards, zero, truncations, infos
 
-    def render(self):
-        return self.shell.render()
 
-    def close(self):
-        pass
-
-
-class raw_env(AECEnv, EzPickle):
+class raw_env(ShellBacked, AECEnv, EzPickle):
     """Native AEC environment on the same core; see the module docstring.
 
     In every phase the live agents move in ``possible_agents`` order; the phase is resolved on
@@ -364,41 +373,9 @@ class raw_env(AECEnv, EzPickle):
     after an agent's step (Tianshou, TorchRL's AEC mode) credit every agent its own payoff.
     """
 
-    metadata: ClassVar[dict] = METADATA
-
     def __init__(self, **kwargs):
-        EzPickle.__init__(self, **kwargs)
-        self.shell = GameShell(**kwargs)
-        self.config = self.shell.config
-        self.render_mode = self.shell.render_mode
-        self.max_rounds = self.shell.max_rounds
-        self.max_cycles = self.config.max_cycles
-        self.focal_slots = self.shell.focal_slots
-        self.possible_agents = self.shell.possible_agents
-        self.agent_name_mapping = dict(zip(self.possible_agents, self.focal_slots.tolist(),
-                                           strict=True))
+        super().__init__(**kwargs)
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
-        self.state_space = self.shell.state_space
-        self.agents = []
-
-    @property
-    def game(self) -> BatchedGame:
-        return self.shell.game
-
-    @functools.cache  # noqa: B019 - spaces must be the same object per agent
-    def observation_space(self, agent):
-        return self.shell.observation_space
-
-    @functools.cache  # noqa: B019
-    def action_space(self, agent):
-        return self.shell.action_space
-
-    def state(self) -> np.ndarray:
-        return self.shell.state()
-
-    def public_record(self) -> dict[str, np.ndarray] | None:
-        """The last completed round's public record: (N,) arrays indexed by donor."""
-        return self.shell.last_record
 
     def observe(self, agent):
         return self.shell.observations[self._index[agent]]
@@ -451,12 +428,6 @@ class raw_env(AECEnv, EzPickle):
             self.truncations = dict.fromkeys(self.agents, True)
         self._new_infos()
         self.agent_selection = self.agents[0]
-
-    def render(self):
-        return self.shell.render()
-
-    def close(self):
-        pass
 
 
 def env(**kwargs):
