@@ -6,8 +6,8 @@ collectors and off-policy trainer (``reciprocity.integrations.tianshou.train_dqn
 is credited its own payoff: the environment sets it in ``env.rewards`` right after that agent's
 own assess step. Runs on the flagship and on ``many-learners-v0`` by default and prints every
 agent's return per round in greedy evaluation episodes and the first agent's greedy policy.
-Needs the ``[tianshou]`` extra (``pip install -e ".[tianshou]"``). The defaults take about
-half a minute per scenario on one core::
+Needs the ``[tianshou]`` extra (``pip install -e ".[tianshou]"``). The defaults take under a
+minute per scenario on one core::
 
     python examples/tianshou_dqn.py
     python examples/tianshou_dqn.py --scenarios many-learners-v0 --epochs 20
@@ -30,7 +30,7 @@ SCENARIOS = ["discriminators-vs-defectors-v0", "many-learners-v0"]
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=SCENARIOS)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--epoch-steps", type=int, default=2000,
                         help="agent moves collected per epoch (all agents together)")
     parser.add_argument("--max-rounds", type=int, default=25, help="rounds per episode")

@@ -64,8 +64,8 @@ class DqnConfig:
 
     hidden_sizes: list[int] = field(default_factory=lambda: [32, 32])  # Q-network layers
     lr: float = 1e-3  # Adam learning rate
-    gamma: float = 0.95  # discount per own transition (an agent moves twice per round)
-    n_step: int = 1  # n-step return horizon (1: rows of other agents do not enter)
+    gamma: float = 0.99  # discount per own move (an agent moves twice per round)
+    own_moves: int = 6  # n-step horizon in the agent's own moves (see dqn_algorithm)
     target_update_freq: int = 100  # gradient steps between target-network copies
     eps_train: float = 0.1  # epsilon-greedy exploration while collecting
     eps_test: float = 0.0  # epsilon in the evaluation episodes after training
@@ -85,6 +85,15 @@ def dqn_algorithm(env, config: DqnConfig | None = None):
 
     ``env`` is a :func:`make_env` environment (only its spaces and agents are read).
 
+    **n-step returns over the agent's own moves.** A one-step TD target cannot credit an act:
+    its cost is paid on the agent's next move (its assess step) and the reputation it earns
+    pays a round later, while the assess observation does not show the agent's own action. So
+    each DQN learns from n-step returns spanning ``own_moves`` of its own moves. Tianshou
+    computes n-step returns over consecutive buffer rows, which interleave all F focal agents
+    (each moves once per F rows, and the other agents' rows carry 0 in this agent's reward
+    column), so the horizon is ``own_moves * F`` rows: a multiple of F, so that the bootstrap
+    observation is the agent's own. The discount per row is ``gamma ** (1 / F)``.
+
     The learners explore with ``eps_train`` in every collection: Tianshou 2.0 marks only the
     multi-agent policy as being in a training step, never the per-agent policies, so each DQN
     would otherwise use its inference epsilon while collecting training data (with the usual
@@ -98,6 +107,7 @@ def dqn_algorithm(env, config: DqnConfig | None = None):
     from tianshou.utils.net.common import Net
 
     cfg = config or DqnConfig()
+    n_agents = len(env.agents)
     learners = []
     for _ in env.agents:
         net = Net(state_shape=env.observation_space.shape, action_shape=env.action_space.n,
@@ -105,7 +115,8 @@ def dqn_algorithm(env, config: DqnConfig | None = None):
         policy = DiscreteQLearningPolicy(model=net, action_space=env.action_space,
                                          eps_training=cfg.eps_train, eps_inference=cfg.eps_train)
         learners.append(DQN(policy=policy, optim=AdamOptimizerFactory(lr=cfg.lr),
-                            gamma=cfg.gamma, n_step_return_horizon=cfg.n_step,
+                            gamma=cfg.gamma ** (1 / n_agents),
+                            n_step_return_horizon=cfg.own_moves * n_agents,
                             target_update_freq=cfg.target_update_freq))
     return MultiAgentOffPolicyAlgorithm(algorithms=learners, env=env)
 
