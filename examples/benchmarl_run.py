@@ -2,7 +2,7 @@
 
 ``reciprocity.integrations.benchmarl.task(scenario)`` is a BenchMARL task; BenchMARL's
 ``Benchmark`` builds one ``Experiment`` per (algorithm, seed) and runs it. The defaults run
-IPPO, MAPPO and IQL on the flagship with a small budget (about a minute in all on one core) and
+IPPO, MAPPO and IQL on the flagship with a small budget (50 s in all on a quiet core) and
 print each experiment's last mean episode return and payoff per round; BenchMARL writes its
 CSV logs and JSON results under ``--out``. Needs the ``[torchrl]`` extra::
 

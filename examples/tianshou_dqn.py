@@ -6,8 +6,8 @@ collectors and off-policy trainer (``reciprocity.integrations.tianshou.train_dqn
 is credited its own payoff: the environment sets it in ``env.rewards`` right after that agent's
 own assess step. Runs on the flagship and on ``many-learners-v0`` by default and prints every
 agent's return per round in greedy evaluation episodes and the first agent's greedy policy.
-Needs the ``[tianshou]`` extra (``pip install -e ".[tianshou]"``). The defaults take under a
-minute per scenario on one core::
+Needs the ``[tianshou]`` extra (``pip install -e ".[tianshou]"``). The defaults took 80 s (flagship)
+and 135 s (many-learners) on a busy 2-core machine::
 
     python examples/tianshou_dqn.py
     python examples/tianshou_dqn.py --scenarios many-learners-v0 --epochs 20
