@@ -246,6 +246,8 @@ class GameShell:
     def state(self) -> np.ndarray:
         """The public state of the current phase, (P + 1 + 5 N,) float32 (see STATE_BLOCKS)."""
         g = self.game
+        if g.noise is None:
+            raise RuntimeError("state() needs a started episode; call reset() first")
         n, p = self.num_slots, self.phases
         state = np.zeros(self.state_space.shape, dtype=np.float32)
         state[self.phase] = 1.0

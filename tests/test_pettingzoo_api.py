@@ -491,6 +491,11 @@ def test_state_is_the_public_state_of_the_phase(scenario):
     np.testing.assert_array_equal(final["reputation"], env.public_record()["reputation_after"])
 
 
+def test_state_before_reset_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="reset"):
+        make_parallel("L6-v0").state()
+
+
 @pytest.mark.parametrize("api", [make, make_parallel])
 def test_max_cycles_is_parallel_steps_per_episode(api):
     """max_cycles = 2 max_rounds; a scenario's max_rounds gives way to max_cycles."""
