@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from reciprocity.envs import get_scenario, scenarios
-from reciprocity.envs import indirect_reciprocity_v0 as ir
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -168,6 +167,3 @@ def test_example_trains_mappo_on_both_scenarios():
     for r in results.values():
         assert len(r["history"]) == 2 and np.isfinite(r["history"][-1]["payoff"])
 
-
-def test_state_blocks_documented():
-    assert ir.STATE_BLOCKS[:2] == ("phase", "progress")
