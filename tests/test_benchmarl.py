@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from reciprocity.envs import get_scenario
+from reciprocity.envs import Scenario, get_scenario
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -46,6 +46,19 @@ def test_task_describes_the_environment(scenario):
     assert t.supports_discrete_actions() and not t.supports_continuous_actions()
     rollout = env.rollout(100)
     assert rollout.batch_size == (8,)
+
+
+def test_task_from_a_scenario_file(tmp_path):
+    path = tmp_path / "pair-v0.json"
+    path.write_text(json.dumps({"id": "pair-v0", "population": ["focal", "focal", "L6"],
+                                "benefit": 2.0, "cost": 1.0, "max_rounds": 3}))
+    t = task(path)
+    env = t.get_env_fun(num_envs=1, continuous_actions=False, seed=0, device="cpu")()
+    assert t.group_map(env) == {"agents": ["agent_0", "agent_1"]}
+    assert t.max_steps(env) == 6
+    with pytest.raises(ValueError, match="register"):
+        task(Scenario.from_dict({"id": "unregistered-v0", "population": ["focal", "L6"],
+                                 "benefit": 2.0, "cost": 1.0}))
 
 
 def test_task_rejects_bad_keywords():

@@ -491,6 +491,17 @@ def test_state_is_the_public_state_of_the_phase(scenario):
     np.testing.assert_array_equal(final["reputation"], env.public_record()["reputation_after"])
 
 
+@pytest.mark.parametrize("api", [make, make_parallel])
+def test_pickled_env_keeps_its_configuration(api):
+    """EzPickle: vector-env libraries ship environments to workers by pickling them."""
+    import pickle
+
+    env = api("many-learners-v0", max_cycles=8, render_mode="ansi", observation="full")
+    copy = pickle.loads(pickle.dumps(env)).unwrapped
+    assert (copy.max_rounds, copy.render_mode, copy.observation_mode) == (4, "ansi", "full")
+    assert copy.possible_agents == env.possible_agents
+
+
 def test_state_before_reset_is_a_clear_error():
     with pytest.raises(RuntimeError, match="reset"):
         make_parallel("L6-v0").state()

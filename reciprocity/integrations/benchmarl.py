@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..envs import Scenario, get_scenario
+from ..envs import Scenario, get_scenario, scenarios
 from ..envs.config import merge_overrides
 from ..envs.indirect_reciprocity_v0 import parallel_env
 from .torchrl import GROUP, make_env
@@ -87,9 +87,16 @@ def _max_cycles(scenario: str, overrides: dict[str, Any]) -> int:
     return parallel_env(**config).max_cycles
 
 
-def task(scenario: str | Path | Scenario, **overrides: Any):
-    """A BenchMARL task for a scenario; ``overrides`` are environment keywords (``max_rounds``,
-    ``max_cycles``, ``benefit``, ...), validated here."""
-    scenario = get_scenario(scenario)
-    _max_cycles(scenario.id, overrides)  # bad keywords fail now, not inside an experiment
-    return ReciprocityTask(name=scenario.id, config=dict(overrides))
+def task(scenario: str | Path | Scenario, **overrides: Any) -> ReciprocityTask:
+    """A BenchMARL task for a scenario: a registered id, a scenario file, or a registered
+    :class:`Scenario`; ``overrides`` are environment keywords (``max_rounds``, ``max_cycles``,
+    ``benefit``, ...), validated here."""
+    if isinstance(scenario, Scenario):
+        if scenario.id not in scenarios():
+            raise ValueError(f"scenario: {scenario.id!r} is not registered; register it "
+                             "(reciprocity.envs.register) or pass its file")
+        name = scenario.id
+    else:
+        name = str(scenario)  # an id or a file: what experiments pickle and rebuild from
+    _max_cycles(name, overrides)  # bad keywords fail now, not inside an experiment
+    return ReciprocityTask(name=name, config=dict(overrides))
