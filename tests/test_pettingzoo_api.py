@@ -9,6 +9,7 @@ Gymnasium registration of single-focal scenarios, and SuperSuit vectorisation.
 from __future__ import annotations
 
 import functools
+import pickle
 import types
 import warnings
 
@@ -494,8 +495,6 @@ def test_state_is_the_public_state_of_the_phase(scenario):
 @pytest.mark.parametrize("api", [make, make_parallel])
 def test_pickled_env_keeps_its_configuration(api):
     """EzPickle: vector-env libraries ship environments to workers by pickling them."""
-    import pickle
-
     env = api("many-learners-v0", max_cycles=8, render_mode="ansi", observation="full")
     copy = pickle.loads(pickle.dumps(env)).unwrapped
     assert (copy.max_rounds, copy.render_mode, copy.observation_mode) == (4, "ansi", "full")
