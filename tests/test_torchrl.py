@@ -152,6 +152,15 @@ def test_mappo_learns_to_discriminate_on_the_flagship():
     assert to_good - to_bad > 0.3, table
 
 
+def test_ippo_critic_reads_only_local_observations():
+    """Without the state (return_state=False) the IPPO critic trains from observations."""
+    out = train_mappo(MANY, MappoConfig(iterations=1, frames_per_batch=100, minibatch_size=50,
+                                        centralised_critic=False), max_rounds=10)
+    critic = out["critic"]
+    assert critic.in_keys == [(GROUP, "observation")]
+    assert np.isfinite(out["history"][0]["loss_critic"])
+
+
 def _load_example(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
