@@ -8,8 +8,11 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# optional extras: each has a pytest marker and a make test-<extra> target
+EXTRAS := sb3 torchrl tianshou ray
+space := $(subst ,, )
 
-.PHONY: run test test-slow test-sb3 test-ray docs lint bench clean
+.PHONY: run test test-slow test-sb3 test-torchrl test-tianshou test-ray docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest -m "not slow and not sb3 and not ray" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not $(subst $(space), and not ,$(EXTRAS))" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
@@ -35,6 +38,19 @@ test-sb3: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[sb3]"
 	$(BIN)/python -c "import stable_baselines3"  # fail instead of silently skipping
 	$(BIN)/python -m pytest -m sb3 $(PYTEST_ARGS)
+
+# TorchRL + BenchMARL (extra [torchrl]) in the same environment; torch is named again so that
+# pip keeps the CPU build (torchvision, pulled by BenchMARL, pins torch exactly)
+test-torchrl: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[torchrl]" "$(TORCH)"
+	$(BIN)/python -c "import torchrl, benchmarl"  # fail instead of silently skipping
+	$(BIN)/python -m pytest -m torchrl $(PYTEST_ARGS)
+
+# Tianshou (extra [tianshou]) in the same environment
+test-tianshou: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[tianshou]" "$(TORCH)"
+	$(BIN)/python -c "import tianshou"  # fail instead of silently skipping
+	$(BIN)/python -m pytest -m tianshou $(PYTEST_ARGS)
 
 # RLlib (extra [ray]) in its own environment: ray pins gymnasium 1.2.x
 RAY_VENV := .venv-ray

@@ -3,12 +3,16 @@
 The constructor keywords shared by ``env``, ``parallel_env``, ``make`` and ``make_parallel``
 (spec §4) are parsed here, once, into an :class:`EnvConfig`. Every bad field raises a
 ``ValueError`` that names it.
+
+The episode length has two names: ``max_rounds`` (rounds) and PettingZoo's ``max_cycles``
+(parallel steps, :attr:`EnvConfig.phases_per_round` per round). Either may be given; both only
+if they agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any
 
@@ -39,6 +43,18 @@ DEFAULTS: dict[str, Any] = {
     "audit_norm": None,  # None: the background's assessment rule
     "observers_per_interaction": 1,
 }
+
+
+def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A scenario's constructor keywords ``base`` with a user's ``overrides``.
+
+    ``max_cycles`` given without ``max_rounds`` sets the episode length, so the scenario's
+    ``max_rounds`` is dropped instead of contradicting it.
+    """
+    merged = {**base, **overrides}
+    if "max_cycles" in overrides and "max_rounds" not in overrides:
+        merged.pop("max_rounds", None)
+    return merged
 
 
 def expand_population(population: Any, field: str = "population") -> list[Any]:
@@ -115,6 +131,9 @@ class EnvConfig:
         params: the institution.
         max_rounds: rounds per episode (truncation).
         focal_slots: indices of focal slots, ascending.
+        phases_per_round: parallel steps per round: act, then one assess step per observer of
+            an interaction (``1 + observers_per_interaction``).
+        max_cycles: parallel steps per episode, ``phases_per_round * max_rounds``.
     """
 
     strategies: tuple[Strategy | None, ...]
@@ -129,17 +148,29 @@ class EnvConfig:
     def num_agents(self) -> int:
         return len(self.strategies)
 
+    @property
+    def phases_per_round(self) -> int:
+        return 1 + self.params.observers_per_interaction
+
+    @property
+    def max_cycles(self) -> int:
+        return self.phases_per_round * self.max_rounds
+
     @classmethod
-    def from_kwargs(cls, **kwargs) -> EnvConfig:
+    def from_kwargs(cls, max_cycles=None, **kwargs) -> EnvConfig:
+        """Validate constructor keywords (:data:`DEFAULTS` fills the missing ones).
+
+        ``max_cycles`` (parallel steps per episode) replaces ``max_rounds`` when that is not
+        given; given together they must agree.
+        """
         unknown = set(kwargs) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown configuration field(s) {sorted(unknown)}; "
-                             f"known: {sorted(DEFAULTS)}")
+                             f"known: {sorted([*DEFAULTS, 'max_cycles'])}")
         cfg = {**DEFAULTS, **kwargs}
         strategies = tuple(parse_population(cfg["population"]))
         max_rounds = cfg["max_rounds"]
-        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int | np.integer) \
-                or max_rounds < 1:
+        if not _positive_int(max_rounds):
             raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
         audit, audit_norm = cfg["signal_audit"], cfg["audit_norm"]
         if audit_norm is None and isinstance(audit, Real) and not isinstance(audit, bool) \
@@ -157,4 +188,27 @@ class EnvConfig:
             audit_norm=audit_norm,
             observers_per_interaction=cfg["observers_per_interaction"],
         )
-        return cls(strategies=strategies, params=params, max_rounds=int(max_rounds))
+        config = cls(strategies=strategies, params=params, max_rounds=int(max_rounds))
+        if max_cycles is None:
+            return config
+        rounds = _rounds_of_cycles(max_cycles, kwargs.get("max_rounds"), config.phases_per_round)
+        return replace(config, max_rounds=rounds)
+
+
+def _positive_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer) and value >= 1
+
+
+def _rounds_of_cycles(max_cycles, max_rounds, phases: int) -> int:
+    """Rounds per episode for ``max_cycles`` parallel steps; ``max_rounds`` if given must agree."""
+    if not _positive_int(max_cycles):
+        raise ValueError(f"max_cycles must be a positive integer (parallel steps per episode), "
+                         f"got {max_cycles!r}")
+    rounds, rest = divmod(int(max_cycles), phases)
+    if rest:
+        raise ValueError(f"max_cycles must be a multiple of {phases} (the parallel steps of a "
+                         f"round: act, then assess), got {max_cycles}")
+    if max_rounds is not None and max_rounds != rounds:
+        raise ValueError(f"max_cycles={max_cycles} ({rounds} rounds of {phases} "
+                         f"parallel steps) disagrees with max_rounds={max_rounds}; give one")
+    return rounds

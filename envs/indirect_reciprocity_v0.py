@@ -4,13 +4,14 @@
 | Import             | `from reciprocity.envs import indirect_reciprocity_v0`   |
 |--------------------|----------------------------------------------------------|
 | Actions            | Discrete                                                 |
-| Parallel API       | Yes (native; the AEC env wraps it)                       |
+| Parallel API       | Yes (native; the AEC env is native too, on the same core)|
 | Agents             | `agents = ["agent_<slot>" for every focal slot]`         |
 | Action shape       | Discrete(2): 1 = cooperate / Good, 0 = defect / Bad      |
 | Observation shape  | Box(0, 1, (5,), float32)                                 |
+| State shape        | Box(0, 1, (2 + k + 5 N,), float32)                       |
 
 A donation game played by N agents (spec §1). Every agent has a public binary reputation. Each
-**round** is two parallel steps (two AEC cycles):
+**round** is two parallel steps (two AEC cycles) in the plain game:
 
 1. **act** (phase 0): every donor is matched with a random recipient (a derangement) and
    chooses to cooperate (pay `cost`, recipient gains `benefit`) or defect. An intended
@@ -41,27 +42,42 @@ assessment rule, e.g. `"L6"` = stern judging) inside the environment.
 With `observation="full"` the public reputation vector (N) and the ids of the donor, the
 recipient and the agent itself (each divided by N - 1) are appended: shape (5 + N + 3,).
 
+### Global state
+
+`state()` (the same on both APIs), float32 in [0, 1], `P + 1 + 5 N` entries with P = 1 + k
+phases per round (2 in the plain game), blocks in this order (:data:`STATE_BLOCKS`):
+`phase` (one-hot, P), `progress` (completed rounds / `max_rounds`), `reputation` (N, now),
+`recipient` (N: m(d) / (N - 1) by donor d), `recipient_reputation` (N: g_m(d)), `action` (N:
+executed actions, 0 in the act phase), `observer` (N: o(d) / (N - 1) of the current assess
+phase, 0 in the act phase).
+
 ### Rewards
 
 Each focal agent's payoff of the round (`-cost` per executed cooperation given, `+benefit` per
-executed cooperation received), delivered on the act step; 0 on assess steps. There is no
-termination; all agents are truncated after `max_rounds` rounds (after the last assess phase).
+executed cooperation received). Parallel API: delivered on the act step, 0 on assess steps. AEC
+API: every donor must have acted before payoffs exist, so each agent's payoff is its reward on
+its own next step (its first assess step), and `last()` returns it at the agent's following
+turn; episode sums are the same. There is no termination; all agents are truncated after
+`max_rounds` rounds, after the last assess phase (`max_cycles` = (1 + k) `max_rounds` parallel
+steps).
 
 ### Infos
 
-`infos[agent]`: `"phase"` (phase of the returned observation: 0 act, 1 .. k assess),
-`"round"` (completed rounds), `"reputation"` (public reputations now, (N,) int8) and `"record"`:
-the last completed round's public record (`recipients`, `observers`, `reputation_before`,
-`actions`, `signals`, `reputation_after`, `verdicts`, `audits`, `flags`, each (N,) indexed by
-donor; `observers`, `signals` and `flags` are (k, N) with k > 1 observers per interaction) or
-`None` before the first round ends.
+Flat, numeric, fixed shapes from `reset` on: `"phase"` (phase of the returned observation:
+0 act, 1 .. k assess), `"round"` (completed rounds), `"reputation"` (public reputations now,
+(N,) int8), and the last completed round's public record as `"record_<field>"` for `recipients`,
+`observers` (int64), `reputation_before`, `actions`, `signals`, `reputation_after`, `verdicts`,
+`audits`, `flags` (int8), each (N,) indexed by donor (`observers`, `signals` and `flags` are
+(k, N) with k > 1 observers per interaction), and -1 before the first round ends.
+`public_record()` returns the same record as a dict of arrays (`None` before the first round
+ends).
 
 ### Arguments
 
 `population`, `benefit`, `cost`, `execution_error`, `assessment_error`, `update_probability`,
-`max_rounds`, `initial_reputation` (`"good"`, `"bad"` or p0), `signal_audit`, `audit_norm`,
-`observers_per_interaction`, `observation` (`"local"` or `"full"`), `render_mode` (`"ansi"` or
-`"rgb_array"`). Catalogue scenarios:
+`max_rounds` or `max_cycles`, `initial_reputation` (`"good"`, `"bad"` or p0), `signal_audit`,
+`audit_norm`, `observers_per_interaction`, `observation` (`"local"` or `"full"`),
+`render_mode` (`"human"`, `"ansi"` or `"rgb_array"`). Catalogue scenarios:
 `reciprocity.envs.make(scenario_id, **overrides)`.
 
 ### Version history
@@ -80,18 +96,31 @@ import gymnasium
 import numpy as np
 from gymnasium.spaces import Box, Discrete
 from gymnasium.utils import EzPickle
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
-from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 
 from .config import DEFAULTS, EnvConfig, strategy_tables
-from .core import BatchedGame
+from .core import BatchedGame, RoundRecord
 from .render import render_ansi, render_rgb
 
-__all__ = ["env", "parallel_env", "raw_env"]
+__all__ = ["CONSTRUCTOR_KEYWORDS", "STATE_BLOCKS", "env", "parallel_env", "raw_env"]
 
 OBSERVATION_MODES = ("local", "full")
 RENDER_HISTORY = 48  # rounds kept for rendering
+#: The blocks of ``state()`` in order; ``"phase"`` has P entries, ``"progress"`` 1, the rest N.
+STATE_BLOCKS = ("phase", "progress", "reputation", "recipient", "recipient_reputation",
+                "action", "observer")
+RECORD_PREFIX = "record_"
+INDEX_FIELDS = ("recipients", "observers")  # int64 slot indices; the other fields are int8
+PANEL_FIELDS = ("observers", "signals", "flags")  # (k, N) with k > 1 observers per interaction
+#: Every constructor keyword: the configuration (:data:`DEFAULTS`) and the shell's own.
+CONSTRUCTOR_KEYWORDS = (*DEFAULTS, "max_cycles", "observation", "render_mode")
+METADATA = {
+    "name": "indirect_reciprocity_v0",
+    "render_modes": ["human", "ansi", "rgb_array"],
+    "is_parallelizable": True,
+    "render_fps": 4,
+}
 
 
 def check_action(agent: str, action) -> int:
@@ -111,46 +140,31 @@ def check_action(agent: str, action) -> int:
     return value
 
 
-class parallel_env(ParallelEnv, EzPickle):
-    """Native parallel environment; see the module docstring."""
+class GameShell:
+    """One game of the core, driven one phase at a time: what the parallel and AEC APIs share.
 
-    metadata: ClassVar[dict] = {
-        "name": "indirect_reciprocity_v0",
-        "render_modes": ["ansi", "rgb_array"],
-        "is_parallelizable": True,
-        "render_fps": 4,
-    }
+    Holds the core, the phase, the observations of the current phase (a fresh (F, D) array
+    each phase: rows handed out are never overwritten), the infos, the state and the render
+    history. ``resolve`` takes the focal agents' decisions of the current phase.
+    """
 
-    def __init__(self, population=DEFAULTS["population"], benefit=DEFAULTS["benefit"],
-                 cost=DEFAULTS["cost"], execution_error=DEFAULTS["execution_error"],
-                 assessment_error=DEFAULTS["assessment_error"],
-                 update_probability=DEFAULTS["update_probability"],
-                 max_rounds=DEFAULTS["max_rounds"],
-                 initial_reputation=DEFAULTS["initial_reputation"],
-                 signal_audit=DEFAULTS["signal_audit"], audit_norm=DEFAULTS["audit_norm"],
-                 observers_per_interaction=DEFAULTS["observers_per_interaction"],
-                 observation="local", render_mode=None, **unknown):
+    def __init__(self, observation="local", render_mode=None, max_cycles=None, **config):
+        unknown = set(config) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown configuration field(s) {sorted(unknown)}; known: "
-                             f"{sorted([*DEFAULTS, 'observation', 'render_mode'])}")
-        EzPickle.__init__(self, population, benefit, cost, execution_error, assessment_error,
-                          update_probability, max_rounds, initial_reputation, signal_audit,
-                          audit_norm, observers_per_interaction, observation, render_mode)
-        self.config = EnvConfig.from_kwargs(
-            population=population, benefit=benefit, cost=cost, execution_error=execution_error,
-            assessment_error=assessment_error, update_probability=update_probability,
-            max_rounds=max_rounds, initial_reputation=initial_reputation,
-            signal_audit=signal_audit, audit_norm=audit_norm,
-            observers_per_interaction=observers_per_interaction)
+                             f"{sorted(CONSTRUCTOR_KEYWORDS)}")
+        self.config = EnvConfig.from_kwargs(max_cycles=max_cycles, **config)
         if observation not in OBSERVATION_MODES:
             raise ValueError(f"observation must be one of {OBSERVATION_MODES}, "
                              f"got {observation!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
+        if render_mode is not None and render_mode not in METADATA["render_modes"]:
+            raise ValueError(f"render_mode must be one of {METADATA['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.observation_mode = observation
         self.render_mode = render_mode
         self.max_rounds = self.config.max_rounds
+        self.phases = self.config.phases_per_round
+        self.assess_phases = self.phases - 1  # k: one observed interaction per agent per phase
         n = self.config.num_agents
         self.num_slots = n
         self.focal_slots = self.config.focal_slots
@@ -158,44 +172,91 @@ class parallel_env(ParallelEnv, EzPickle):
             raise ValueError("population: needs at least one 'focal' slot for a PettingZoo "
                              "environment (use reciprocity.envs.simulate for all-scripted runs)")
         self.possible_agents = [f"agent_{i}" for i in self.focal_slots]
-        self.agent_name_mapping = dict(zip(self.possible_agents, self.focal_slots.tolist(),
-                                           strict=True))
-        self.agents = []
         self.slot_labels = ["focal" if s is None else s.name for s in self.config.strategies]
         action_table, assess_table = strategy_tables(self.config.strategies)
         self.game = BatchedGame(self.config.params, action_table, assess_table, batch=1)
         obs_dim = 5 + (n + 3 if observation == "full" else 0)
-        self._observation_space = Box(0.0, 1.0, (obs_dim,), np.float32)
-        self._action_space = Discrete(2)
-        self._history: deque = deque(maxlen=RENDER_HISTORY)
-        self.assess_phases = self.config.params.observers_per_interaction  # k assess steps
-        self._phase = 0  # 0 act, 1 .. k assess
-        # the focal signals of the k assess phases, handed to the core after the last one
+        self.observation_space = Box(0.0, 1.0, (obs_dim,), np.float32)
+        self.action_space = Discrete(2)
+        self.state_space = Box(0.0, 1.0, (self.phases + 1 + 5 * n,), np.float32)
+        self.history: deque = deque(maxlen=RENDER_HISTORY)
+        panel = (n,) if self.assess_phases == 1 else (self.assess_phases, n)
+        self._no_record = self._flat_record({
+            k: np.full(panel if k in PANEL_FIELDS else (n,), -1,
+                       dtype=np.int64 if k in INDEX_FIELDS else np.int8)
+            for k in RoundRecord.PUBLIC_FIELDS})
+        # focal signals of the round's assess phases, (1, k, F), handed to the core at the end
         self._pending_signals = np.zeros((1, self.assess_phases, self.focal_slots.size), np.int8)
-        self._last_record = None
+        self.phase = 0
 
-    @functools.cache  # noqa: B019 - spaces must be the same object per agent
-    def observation_space(self, agent):
-        return self._observation_space
+    # -- phases ----------------------------------------------------------------------------------
+    def reset(self, seed=None) -> None:
+        self.game.reset(seed)
+        self.phase = 0
+        self.last_record = None
+        self._record_info = self._no_record
+        self.history.clear()
+        self.game.begin_round()
+        self._pending_actions = None
+        self._refresh()
 
-    @functools.cache  # noqa: B019
-    def action_space(self, agent):
-        return self._action_space
+    def resolve(self, decisions: np.ndarray) -> np.ndarray | None:
+        """End the current phase with the focal decisions (F,) int8.
 
-    # -- observations ----------------------------------------------------------------------------
-    def _observe(self) -> dict[str, np.ndarray]:
+        Act phase: returns the focal payoffs of the round (F,). Assess phase j (1 .. k): keeps the
+        signals; the last one ends the round and begins the next. Returns ``None``.
+        """
+        g = self.game
+        if self.phase == 0:
+            actions, payoffs = g.act(self.focal_slots, decisions[None])
+            self._pending_actions = actions[0]
+            self.phase = 1
+            self._refresh()
+            return payoffs[0, self.focal_slots]
+        self._pending_signals[0, self.phase - 1] = decisions
+        if self.phase < self.assess_phases:  # the round goes on with the next assess phase
+            self.phase += 1
+            self._refresh()
+            return None
+        signals = self._pending_signals if self.assess_phases > 1 else self._pending_signals[:, 0]
+        record = g.assess(self.focal_slots, signals)
+        self.last_record = record.public(0)
+        self._record_info = self._flat_record(self.last_record)
+        self.history.append(self.last_record)
+        self.phase = 0
+        g.begin_round()
+        self._refresh()
+        return None
+
+    @property
+    def truncated(self) -> bool:
+        return self.game.round >= self.max_rounds
+
+    def _refresh(self) -> None:
+        """Observations and the info of the phase that has just begun."""
+        self.observations = self._observe()
+        rep = self.game.reputation[0].copy()
+        rep.flags.writeable = False  # shared by all agents' infos
+        self.info = {"phase": self.phase, "round": self.game.round, "reputation": rep,
+                     **self._record_info}
+
+    @staticmethod
+    def _flat_record(record: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {RECORD_PREFIX + k: v for k, v in record.items()}
+
+    def _observe(self) -> np.ndarray:
+        """Observations of the focal agents, (F, D) float32, rows in agent order."""
         g = self.game
         rep = g.reputation[0]
         slots = self.focal_slots
-        obs = np.zeros((len(slots), self._observation_space.shape[0]), dtype=np.float32)
+        obs = np.zeros((len(slots), self.observation_space.shape[0]), dtype=np.float32)
         recipients = g.noise.recipients[0]
-        if self._phase == 0:
+        if self.phase == 0:
             donors = slots
-            obs[:, 2] = 0.0
         else:
-            donors = g.observed_donors(self._phase - 1)[0, slots]
+            donors = g.observed_donors(self.phase - 1)[0, slots]
             obs[:, 2] = self._pending_actions[donors]
-        obs[:, 0] = min(self._phase, 1)
+        obs[:, 0] = self.phase > 0  # 1 in every assess phase
         obs[:, 1] = rep[donors]
         obs[:, 3] = rep[recipients[donors]]
         obs[:, 4] = rep[slots]
@@ -205,23 +266,109 @@ class parallel_env(ParallelEnv, EzPickle):
             obs[:, 5 + n] = donors / (n - 1)
             obs[:, 6 + n] = recipients[donors] / (n - 1)
             obs[:, 7 + n] = slots / (n - 1)
-        return dict(zip(self.agents, obs, strict=False))
+        return obs
 
-    def _infos(self) -> dict[str, dict]:
-        rep = self.game.reputation[0].copy()
-        rep.flags.writeable = False  # shared by all agents' infos
-        return {a: {"phase": self._phase, "round": self.game.round, "reputation": rep,
-                    "record": self._last_record} for a in self.agents}
+    def state(self) -> np.ndarray:
+        """The public state of the current phase, (P + 1 + 5 N,) float32 (see STATE_BLOCKS)."""
+        g = self.game
+        if g.noise is None:
+            raise RuntimeError("state() needs a started episode; call reset() first")
+        n, p = self.num_slots, self.phases
+        state = np.zeros(self.state_space.shape, dtype=np.float32)
+        state[self.phase] = 1.0
+        state[p] = g.round / self.max_rounds
+        blocks = state[p + 1:].reshape(5, n)
+        rep = g.reputation[0]
+        recipients = g.noise.recipients[0]
+        blocks[0] = rep
+        blocks[1] = recipients / (n - 1)
+        blocks[2] = rep[recipients]
+        if self.phase > 0:
+            blocks[3] = self._pending_actions
+            observers = g.noise.observers[0]
+            if observers.ndim == 2:  # (k, N): the panel member of this assess phase
+                observers = observers[self.phase - 1]
+            blocks[4] = observers / (n - 1)
+        return state
 
-    # -- API -------------------------------------------------------------------------------------
+    def render(self):
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() called without a render_mode")
+            return None
+        rep = self.game.reputation[0]
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.history, self.focal_slots, rep)
+        text = render_ansi(self.history, self.focal_slots, rep, self.slot_labels,
+                           self.game.round)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+
+class ShellBacked:
+    """What both APIs share: construction from the keywords, spaces, state, record, render."""
+
+    metadata: ClassVar[dict] = METADATA
+
+    def __init__(self, **kwargs):
+        EzPickle.__init__(self, **kwargs)
+        self.shell = shell = GameShell(**kwargs)
+        self.config = shell.config
+        self.render_mode = shell.render_mode
+        self.observation_mode = shell.observation_mode
+        self.max_rounds = shell.max_rounds
+        self.max_cycles = self.config.max_cycles
+        self.num_slots = shell.num_slots
+        self.slot_labels = shell.slot_labels
+        self.focal_slots = shell.focal_slots
+        self.possible_agents = shell.possible_agents
+        self.agent_name_mapping = dict(zip(self.possible_agents, self.focal_slots.tolist(),
+                                           strict=True))
+        self.state_space = shell.state_space
+        self.agents = []
+
+    @property
+    def game(self) -> BatchedGame:
+        return self.shell.game
+
+    @functools.cache  # noqa: B019 - spaces must be the same object per agent
+    def observation_space(self, agent):
+        return self.shell.observation_space
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent):
+        return self.shell.action_space
+
+    def state(self) -> np.ndarray:
+        """The public state of the current phase, (2 + k + 5 N,) float32; see the module doc."""
+        return self.shell.state()
+
+    def public_record(self) -> dict[str, np.ndarray] | None:
+        """The last completed round's public record: arrays indexed by donor ((N,), or (k, N)
+        for ``observers``, ``signals``, ``flags`` with k > 1), or ``None`` before the first round
+        ends."""
+        return self.shell.last_record
+
+    def render(self):
+        return self.shell.render()
+
+    def close(self):
+        pass
+
+
+class parallel_env(ShellBacked, ParallelEnv, EzPickle):
+    """Native parallel environment; see the module docstring."""
+
+    def _observations_and_infos(self):
+        shell = self.shell
+        obs = dict(zip(self.agents, shell.observations, strict=False))
+        return obs, {a: shell.info.copy() for a in self.agents}
+
     def reset(self, seed=None, options=None):
-        self.game.reset(seed)
+        self.shell.reset(seed)
         self.agents = self.possible_agents[:]
-        self._phase = 0
-        self._last_record = None
-        self._history.clear()
-        self.game.begin_round()
-        return self._observe(), self._infos()
+        return self._observations_and_infos()
 
     def step(self, actions):
         if not self.agents:
@@ -233,67 +380,87 @@ class parallel_env(ParallelEnv, EzPickle):
                                  f"{sorted(unknown)}; live agents: {self.agents}")
             missing = [a for a in self.agents if a not in actions]
             raise ValueError(f"no action given for agent(s) {missing}")
-        decisions = np.array([[check_action(a, actions[a]) for a in self.agents]],
-                             dtype=np.int8)
-        g = self.game
-        zero = dict.fromkeys(self.agents, False)
-        if self._phase == 0:
-            actions, payoffs = g.act(self.focal_slots, decisions)
-            self._pending_actions, payoffs = actions[0], payoffs[0]
-            rewards = dict(zip(self.agents, payoffs[self.focal_slots].tolist(), strict=True))
-            self._phase = 1
-            return self._observe(), rewards, zero, dict(zero), self._infos()
-        self._pending_signals[:, self._phase - 1] = decisions
-        if self._phase < self.assess_phases:  # the round goes on with the next assess phase
-            self._phase += 1
+        decisions = np.array([check_action(a, actions[a]) for a in self.agents], dtype=np.int8)
+        payoffs = self.shell.resolve(decisions)
+        if payoffs is None:
             rewards = dict.fromkeys(self.agents, 0.0)
-            return self._observe(), rewards, zero, dict(zero), self._infos()
-        record = g.assess(self.focal_slots, self._pending_signals)
-        self._last_record = record.public(0)
-        self._history.append(self._last_record)
-        rewards = dict.fromkeys(self.agents, 0.0)
-        truncated = g.round >= self.max_rounds
-        self._phase = 0
-        g.begin_round()
-        obs, infos = self._observe(), self._infos()
+        else:
+            rewards = dict(zip(self.agents, payoffs.tolist(), strict=True))
+        truncated = payoffs is None and self.shell.truncated
+        zero = dict.fromkeys(self.agents, False)
         truncations = dict.fromkeys(self.agents, truncated)
+        obs, infos = self._observations_and_infos()
         if truncated:
             self.agents = []
         return obs, rewards, zero, truncations, infos
 
-    def render(self):
-        if self.render_mode is None:
-            gymnasium.logger.warn("render() called without a render_mode")
-            return None
-        rep = self.game.reputation[0]
-        if self.render_mode == "ansi":
-            return render_ansi(self._history, self.focal_slots, rep, self.slot_labels,
-                               self.game.round)
-        return render_rgb(self._history, self.focal_slots, rep)
 
-    def close(self):
-        pass
+class raw_env(ShellBacked, AECEnv, EzPickle):
+    """Native AEC environment on the same core; see the module docstring.
 
-
-class ActionCheckedAEC(parallel_to_aec_wrapper):
-    """The AEC conversion, rejecting an invalid action at once (ValueError naming the agent).
-
-    A subclass rather than one more wrapper: every attribute read through a wrapper (``last()``
-    reads five) costs a ``__getattr__`` hop, about a third of an AEC step.
+    In every phase the live agents move in ``possible_agents`` order; the phase is resolved on
+    the last agent's step. Each agent's payoff of the round is its reward on its own step after
+    the act phase was resolved (its assess step): libraries that credit ``env.rewards`` right
+    after an agent's step (Tianshou, TorchRL's AEC mode) credit every agent its own payoff.
     """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._index = {a: i for i, a in enumerate(self.possible_agents)}
+
+    def observe(self, agent):
+        return self.shell.observations[self._index[agent]]
+
+    def reset(self, seed=None, options=None):
+        self.shell.reset(seed)
+        self.agents = self.possible_agents[:]
+        self.rewards = dict.fromkeys(self.agents, 0.0)
+        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
+        self.terminations = dict.fromkeys(self.agents, False)
+        self.truncations = dict.fromkeys(self.agents, False)
+        self._new_infos()
+        self._decisions = np.zeros(len(self.agents), dtype=np.int8)
+        self._owed = np.zeros(len(self.agents))  # payoffs not yet paid out, by agent index
+        self._rewarded = None  # the agent whose entry of self.rewards is non-zero
+        self._turn = 0
+        self._skip_agent_selection = None
+        self.agent_selection = self.agents[0]
+
+    def _new_infos(self) -> None:
+        info = self.shell.info
+        self.infos = {a: info.copy() for a in self.agents}
 
     def step(self, action):
         agent = self.agent_selection
-        if action is not None or not (self.terminations[agent] or self.truncations[agent]):
-            check_action(agent, action)
-        super().step(action)
-
-
-def raw_env(**kwargs):
-    """The AEC environment without PettingZoo's order-enforcing wrapper."""
-    return parallel_to_aec_wrapper(parallel_env(**kwargs))
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        decision = check_action(agent, action)
+        i = self._index[agent]
+        self._decisions[i] = decision
+        # this step's rewards: the agent's own unpaid payoff, 0 for everybody else
+        if self._rewarded is not None:
+            self.rewards[self._rewarded] = 0.0
+        reward = float(self._owed[i])
+        self._owed[i] = 0.0
+        self.rewards[agent] = reward
+        self._rewarded = agent
+        self._cumulative_rewards[agent] = reward
+        self._turn += 1
+        if self._turn < len(self.agents):
+            self.agent_selection = self.agents[self._turn]
+            return
+        # the last agent of the phase has moved: resolve it
+        self._turn = 0
+        payoffs = self.shell.resolve(self._decisions)
+        if payoffs is not None:
+            self._owed += payoffs
+        elif self.shell.truncated:
+            self.truncations = dict.fromkeys(self.agents, True)
+        self._new_infos()
+        self.agent_selection = self.agents[0]
 
 
 def env(**kwargs):
-    """The AEC environment with the standard wrappers (action check, order enforcing)."""
-    return wrappers.OrderEnforcingWrapper(ActionCheckedAEC(parallel_env(**kwargs)))
+    """The AEC environment with PettingZoo's order-enforcing wrapper."""
+    return wrappers.OrderEnforcingWrapper(raw_env(**kwargs))

@@ -1,7 +1,7 @@
 """Pictures of reputations and actions over recent rounds (``ansi`` text and ``rgb_array``).
 
-Both take a sequence of per-round public records of one game (dicts of (N,) arrays, as in
-``infos[agent]["record"]``) and the focal slot indices. Pure NumPy: no display needed.
+Both take a sequence of per-round public records of one game (dicts of (N,) arrays, as
+returned by ``env.public_record()``) and the focal slot indices. Pure NumPy: no display needed.
 """
 
 from __future__ import annotations

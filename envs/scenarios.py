@@ -20,7 +20,7 @@ from typing import Any
 
 import gymnasium
 
-from .config import DEFAULTS, FOCAL, EnvConfig, expand_population
+from .config import DEFAULTS, FOCAL, EnvConfig, expand_population, merge_overrides
 from .norms import Strategy
 
 __all__ = [
@@ -168,14 +168,14 @@ def make(scenario: str | Path | Scenario, **overrides):
     """The AEC environment of a scenario, with constructor keywords overridden."""
     from .indirect_reciprocity_v0 import env
 
-    return env(**{**get_scenario(scenario).config(), **overrides})
+    return env(**merge_overrides(get_scenario(scenario).config(), overrides))
 
 
 def make_parallel(scenario: str | Path | Scenario, **overrides):
     """The parallel environment of a scenario, with constructor keywords overridden."""
     from .indirect_reciprocity_v0 import parallel_env
 
-    return parallel_env(**{**get_scenario(scenario).config(), **overrides})
+    return parallel_env(**merge_overrides(get_scenario(scenario).config(), overrides))
 
 
 def _load_catalogue() -> None:

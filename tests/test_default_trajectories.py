@@ -84,29 +84,34 @@ def simulate_fingerprint(seed: int) -> str:
 
 def parallel_fingerprint(scenario: str, seed: int) -> str:
     env = make_parallel(scenario, max_rounds=15)
-    observations, infos = env.reset(seed=seed)
+    observations, _ = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     digest = Digest()
     while env.agents:
         actions = {a: int(rng.integers(0, 2)) for a in env.agents}
-        observations, rewards, _, _, infos = env.step(actions)
+        observations, rewards, _, _, _ = env.step(actions)
         digest.add(*(observations[a] for a in sorted(observations)))
         digest.add(*(np.round(4 * rewards[a]) for a in sorted(rewards)))
-        record = next(iter(infos.values()))["record"]
+        record = env.public_record()
         if record is not None:
             digest.add(*(record[k] for k in PLAIN_FIELDS if k in record))
     return digest.hexdigest()
 
 
 def aec_fingerprint(scenario: str, seed: int) -> str:
+    """Observations at every turn and every agent's episode return (the AEC API may pay a
+    round's payoff at a later turn of the same agent; what each agent earns is the same)."""
     env = make(scenario, max_rounds=10)
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     digest = Digest()
-    for _agent in env.agent_iter():
+    returns = dict.fromkeys(env.possible_agents, 0.0)
+    for agent in env.agent_iter():
         obs, reward, termination, truncation, _ = env.last()
-        digest.add(obs, np.round(4 * reward))
+        returns[agent] += reward
+        digest.add(obs)
         env.step(None if termination or truncation else int(rng.integers(0, 2)))
+    digest.add(*(np.round(4 * returns[a]) for a in env.possible_agents))
     return digest.hexdigest()
 
 

@@ -2,9 +2,10 @@
 
 Each block is executed in a fresh namespace, in a temporary working directory (blocks that write
 files write there), with a non-interactive matplotlib backend. Blocks that need an optional
-extra are fenced as ```python requires=sb3 (or requires=ray): they carry that pytest marker, so
-they run with the extra's tests (`make test-sb3`, `make test-ray`) and are deselected from the
-default run. Test ids name the file, the block index and its line.
+extra are fenced as ```python requires=sb3 (or requires=torchrl, requires=tianshou,
+requires=ray): they carry that pytest marker, so they run with the extra's tests (`make
+test-sb3`, ...) and are deselected from the default run. Test ids name the file, the block
+index and its line.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*?)[ \t]*$")
 #: fence flag -> (pytest marker, module that must import)
-EXTRAS = {"requires=sb3": ("sb3", "stable_baselines3"), "requires=ray": ("ray", "ray.rllib")}
+EXTRAS = {"requires=sb3": ("sb3", "stable_baselines3"), "requires=ray": ("ray", "ray.rllib"),
+          "requires=torchrl": ("torchrl", "benchmarl"),  # the extra installs both
+          "requires=tianshou": ("tianshou", "tianshou")}
 
 
 @dataclass(frozen=True)

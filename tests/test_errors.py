@@ -63,7 +63,14 @@ ENV_ONLY_BAD_CONFIGS = [
     ("max_rounds bool", {"max_rounds": True}, "max_rounds"),
     ("max_rounds string", {"max_rounds": "10"}, "max_rounds"),
     ("max_rounds NaN", {"max_rounds": math.nan}, "max_rounds"),
-    ("render_mode", {"render_mode": "human"}, "render_mode"),
+    ("render_mode", {"render_mode": "window"}, "render_mode"),
+    ("max_cycles = 0", {"max_cycles": 0}, "max_cycles"),
+    ("max_cycles < 0", {"max_cycles": -4}, "max_cycles"),
+    ("max_cycles float", {"max_cycles": 8.0}, "max_cycles"),
+    ("max_cycles string", {"max_cycles": "8"}, "max_cycles"),
+    ("max_cycles bool", {"max_cycles": True}, "max_cycles"),
+    ("max_cycles odd", {"max_cycles": 7}, "max_cycles"),
+    ("max_cycles and max_rounds disagree", {"max_cycles": 8, "max_rounds": 5}, "max_cycles"),
     ("observation", {"observation": "partial"}, "observation"),
 ]
 
@@ -119,7 +126,8 @@ def test_valid_configurations_construct(ctor):
     for extra in ({"update_probability": 1}, {"initial_reputation": "good"},
                   {"initial_reputation": 0}, {"max_rounds": np.int64(5)},
                   {"execution_error": 0.999}, {"render_mode": "ansi"}, {"render_mode": None},
-                  {"observation": "local"}):
+                  {"render_mode": "human"}, {"observation": "local"},
+                  {"max_cycles": 2}, {"max_cycles": np.int64(2)}):
         CONSTRUCTORS[ctor](**{**ok, **extra})
 
 

@@ -361,10 +361,12 @@ def test_parallel_env_plays_the_core(sid):
             observations, rewards, *_, infos = env.step(decisions)
             assert set(rewards.values()) == {0.0}
         record = game.assess(focal, signals if k > 1 else signals[:, 0]).public(0)
-        seen = infos[env.possible_agents[0]]["record"]
+        seen = env.public_record()
         assert seen.keys() == record.keys()
+        info = infos[env.possible_agents[0]]
         for key in record:
             assert np.array_equal(seen[key], record[key]), key
+            assert np.array_equal(info["record_" + key], record[key]), key
     assert not env.agents
 
 

@@ -8,6 +8,9 @@ Gymnasium registration of single-focal scenarios, and SuperSuit vectorisation.
 
 from __future__ import annotations
 
+import functools
+import pickle
+import types
 import warnings
 
 import gymnasium
@@ -24,7 +27,15 @@ from reciprocity.envs.config import DEFAULTS
 with warnings.catch_warnings():
     # pettingzoo.test imports its example environments through a deprecated loader.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
+    from pettingzoo.test import (
+        api_test,
+        max_cycles_test,
+        parallel_api_test,
+        parallel_seed_test,
+        render_test,
+        seed_test,
+        state_test,
+    )
 
 SCENARIOS = scenarios()
 SINGLE_FOCAL = [s for s in SCENARIOS if get_scenario(s).num_focal == 1]
@@ -83,7 +94,7 @@ def test_two_agents_observe_each_other():
     np.testing.assert_array_equal(obs["agent_0"], [1, 1, 0, 1, 1])
     np.testing.assert_array_equal(obs["agent_1"], [1, 1, 1, 1, 1])
     _, _, _, _, infos = env.step({"agent_0": 0, "agent_1": 1})
-    record = infos["agent_0"]["record"]
+    record = env.public_record()
     assert record["recipients"].tolist() == [1, 0] == record["observers"].tolist()
     assert infos["agent_0"]["reputation"].tolist() == [1, 0]
 
@@ -104,6 +115,38 @@ def test_scenario_seed(scenario):
     parallel_seed_test(lambda: make_parallel(scenario, max_rounds=12), num_cycles=30)
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_state(scenario):
+    state_test(make(scenario, max_rounds=12), make_parallel(scenario, max_rounds=12),
+               num_cycles=30)
+    state_test(make(scenario, max_rounds=12, observation="full"),
+               make_parallel(scenario, max_rounds=12, observation="full"), num_cycles=30)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_render(scenario, capsys):
+    render_test(functools.partial(make, scenario, max_rounds=12))
+    assert "round" in capsys.readouterr().out  # "human" printed the ANSI picture
+
+
+def scenario_module(scenario) -> types.SimpleNamespace:
+    """A scenario as PettingZoo's max_cycles_test expects an environment module."""
+    return types.SimpleNamespace(env=functools.partial(make, scenario),
+                                 parallel_env=functools.partial(make_parallel, scenario))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_max_cycles(scenario):
+    max_cycles_test(scenario_module(scenario))
+
+
+def test_base_env_state_render_max_cycles(capsys):
+    state_test(ir.env(), ir.parallel_env(), num_cycles=60)
+    render_test(ir.env)
+    assert "round" in capsys.readouterr().out
+    max_cycles_test(ir)
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings(ALL_ZEROS)
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -113,6 +156,7 @@ def test_scenario_api_full_episodes(scenario):
     parallel_api_test(make_parallel(scenario), num_cycles=1000)
     seed_test(lambda: make(scenario), num_cycles=500)
     parallel_seed_test(lambda: make_parallel(scenario), num_cycles=500)
+    state_test(make(scenario), make_parallel(scenario), num_cycles=1000)
 
 
 def rollout_actions(env, seed, rounds, policy_seed=0):
@@ -139,32 +183,78 @@ def test_parallel_same_seed_same_trajectory_full_episode(scenario):
 
 
 def test_aec_and_parallel_agree():
-    """The AEC env is the parallel env seen one agent at a time: same observations, rewards."""
+    """The AEC env is the parallel env seen one agent at a time: same observations, infos and
+    states; each agent's act-step payoff is its reward on its own assess step."""
     par = ir.parallel_env(population=MIXED, max_rounds=6, initial_reputation=0.5)
     aec = ir.env(population=MIXED, max_rounds=6, initial_reputation=0.5)
     rng = np.random.default_rng(3)
-    obs, _ = par.reset(seed=9)
+    obs, infos = par.reset(seed=9)
     aec.reset(seed=9)
+    payoffs = dict.fromkeys(par.agents, 0.0)  # the parallel act-step rewards, to be paid
+    returns = {"parallel": dict(payoffs), "aec": dict(payoffs)}
     n_steps = 0
     while par.agents:
         actions = {a: int(rng.integers(2)) for a in par.agents}
+        np.testing.assert_array_equal(aec.state(), par.state())
         for agent in list(par.agents):
             assert aec.agent_selection == agent
-            o, _, term, trunc, _ = aec.last()
+            o, _, term, trunc, info = aec.last()
             np.testing.assert_array_equal(o, obs[agent])
+            assert data_equivalence(info, infos[agent])
             assert not term and not trunc
             aec.step(actions[agent])
-        obs, rewards, _, _, _ = par.step(actions)
-        for agent in rewards:
-            assert aec.rewards[agent] == pytest.approx(rewards[agent])
+            # rewards after an agent's step: its own unpaid payoff, nobody else's
+            assert aec.rewards[agent] == pytest.approx(payoffs[agent])
+            assert all(r == 0.0 for a, r in aec.rewards.items() if a != agent)
+            returns["aec"][agent] += aec.rewards[agent]
+            payoffs[agent] = 0.0
+        obs, rewards, _, _, infos = par.step(actions)
+        for agent, reward in rewards.items():
+            payoffs[agent] += reward
+            returns["parallel"][agent] += reward
         n_steps += 1
     assert n_steps == 12
-    # After the last round every AEC agent is truncated and is then removed by a None step.
-    for _agent in aec.agent_iter():
-        _, _, term, trunc, _ = aec.last()
+    assert returns["aec"] == pytest.approx(returns["parallel"])
+    assert any(r != 0 for r in returns["aec"].values())
+    # After the last round every AEC agent is truncated and is then removed by a None step;
+    # last() shows the reward paid on its own last step.
+    for agent in aec.agent_iter():
+        _, reward, term, trunc, _ = aec.last()
         assert trunc and not term
+        assert reward == aec._cumulative_rewards[agent]
         aec.step(None)
     assert aec.agents == []
+
+
+@pytest.mark.parametrize("scenario", ["many-learners-v0", "discriminators-vs-defectors-v0"])
+def test_aec_pays_every_agent_its_payoff_on_its_own_step(scenario):
+    """What Tianshou credits: ``env.rewards[agent]`` read right after each of the agent's own
+    steps sums to its payoff from the core (read back from the public record)."""
+    cfg = get_scenario(scenario).config()
+    env = make(scenario, max_rounds=15)
+    env.reset(seed=4)
+    rng = np.random.default_rng(0)
+    credited = dict.fromkeys(env.possible_agents, 0.0)
+    payoff = dict.fromkeys(env.possible_agents, 0.0)
+    for agent in env.agent_iter():
+        *_, term, trunc, info = env.last(observe=False)
+        if term or trunc:
+            env.step(None)
+            continue
+        round_index = info["round"]
+        env.step(int(rng.integers(2)))
+        credited[agent] += env.rewards[agent]
+        record = env.public_record()
+        if env.agent_selection == env.agents[0] and record is not None \
+                and env.infos[env.agents[0]]["round"] == round_index + 1:
+            # a round has just ended: every focal agent's payoff from the record
+            rec, acts = record["recipients"], record["actions"]
+            for a in env.possible_agents:
+                s = slot_of(a)
+                giver = int(np.flatnonzero(rec == s)[0])
+                payoff[a] += -cfg["cost"] * acts[s] + cfg["benefit"] * acts[giver]
+    assert credited == pytest.approx(payoff)
+    assert sum(payoff.values()) != 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,8 +350,9 @@ def test_observation_layout_and_rewards(scenario, overrides, observation):
         env = make_parallel(scenario, **overrides, max_rounds=rounds, observation=observation)
     rng = np.random.default_rng(1)
     obs, infos = env.reset(seed=123)
-    assert all(info["phase"] == 0 and info["round"] == 0 and info["record"] is None
-               for info in infos.values())
+    assert env.public_record() is None
+    assert all(info["phase"] == 0 and info["round"] == 0 for info in infos.values())
+    assert all(np.all(info[f"record_{k}"] == -1) for info in infos.values() for k in PUBLIC_FIELDS)
     seen_values = set()
     for t in range(rounds):
         act_obs = obs
@@ -275,8 +366,10 @@ def test_observation_layout_and_rewards(scenario, overrides, observation):
         obs, rewards_assess, terms, truncs, infos = env.step(
             {a: int(rng.integers(2)) for a in env.agents})
         info = next(iter(infos.values()))
-        record = info["record"]
+        record = env.public_record()
         assert set(record) == PUBLIC_FIELDS  # intents are private
+        for k in PUBLIC_FIELDS:  # the infos carry the same record, flat
+            np.testing.assert_array_equal(info[f"record_{k}"], record[k])
         assert all(isinstance(v, np.ndarray) and v.shape == (len(record["actions"]),)
                    for v in record.values())
         assert info["phase"] == 0 and info["round"] == t + 1
@@ -299,8 +392,8 @@ def test_focal_actions_and_signals_reach_the_record():
         acts = {a: int(rng.integers(2)) for a in env.agents}
         env.step(acts)
         sigs = {a: int(rng.integers(2)) for a in env.agents}
-        _, _, _, _, infos = env.step(sigs)
-        record = infos["agent_0"]["record"]
+        env.step(sigs)
+        record = env.public_record()
         for agent in acts:
             s = slot_of(agent)
             assert record["actions"][s] == acts[agent]
@@ -314,10 +407,10 @@ def test_rewards_on_act_steps_only_and_sum_over_episode():
     env.reset(seed=0)
     total = 0.0
     for _ in range(30):
-        _, r_act, _, _, infos = env.step({"agent_0": 0})
-        _, r_assess, _, _, infos = env.step({"agent_0": 0})
+        _, r_act, *_ = env.step({"agent_0": 0})
+        _, r_assess, *_ = env.step({"agent_0": 0})
         assert r_assess == {"agent_0": 0.0}
-        record = infos["agent_0"]["record"]
+        record = env.public_record()
         giver = int(np.flatnonzero(record["recipients"] == 0)[0])
         assert r_act["agent_0"] == pytest.approx(5.0 * record["actions"][giver])
         total += r_act["agent_0"]
@@ -359,16 +452,130 @@ def test_truncation_after_max_rounds_aec():
     assert acted == dict.fromkeys(env.possible_agents, 8)
 
 
-def test_infos_keys():
-    env = make_parallel("many-learners-v0", max_rounds=2)
-    _, infos = env.reset(seed=0)
-    for _ in range(4):
-        assert set(infos) == set(env.agents)
+def split_state(state: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """The blocks of ``state()`` by name (documented layout: P phases, progress, 5 blocks of N)."""
+    p = len(state) - 1 - 5 * n
+    blocks = state[p + 1:].reshape(5, n)
+    return {"phase": state[:p], "progress": state[p], **dict(zip(ir.STATE_BLOCKS[2:], blocks,
+                                                                  strict=True))}
+
+
+@pytest.mark.parametrize("scenario", ["many-learners-v0", "discriminators-vs-defectors-v0"])
+def test_state_is_the_public_state_of_the_phase(scenario):
+    """Each phase's state, checked against the public record of its round."""
+    rounds = 8
+    env = make_parallel(scenario, max_rounds=rounds, initial_reputation=0.5)
+    n = len(get_scenario(scenario).population)
+    assert env.state_space == Box(0.0, 1.0, (2 + 1 + 5 * n,), np.float32)
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for t in range(rounds):
+        act = split_state(env.state(), n)
+        env.step({a: int(rng.integers(2)) for a in env.agents})
+        assess = split_state(env.state(), n)
+        env.step({a: int(rng.integers(2)) for a in env.agents})
+        rec = env.public_record()
+        before, recipients = rec["reputation_before"], rec["recipients"]
+        for phase, st in enumerate((act, assess)):
+            np.testing.assert_array_equal(st["phase"], np.eye(2)[phase])
+            assert st["progress"] == pytest.approx(t / rounds)
+            np.testing.assert_array_equal(st["reputation"], before)
+            np.testing.assert_allclose(st["recipient"] * (n - 1), recipients, atol=1e-5)
+            np.testing.assert_array_equal(st["recipient_reputation"], before[recipients])
+        np.testing.assert_array_equal(act["action"], 0)
+        np.testing.assert_array_equal(act["observer"], 0)
+        np.testing.assert_array_equal(assess["action"], rec["actions"])
+        np.testing.assert_allclose(assess["observer"] * (n - 1), rec["observers"], atol=1e-5)
+    assert env.agents == []
+    final = split_state(env.state(), n)
+    assert final["progress"] == 1.0
+    np.testing.assert_array_equal(final["reputation"], env.public_record()["reputation_after"])
+
+
+@pytest.mark.parametrize("api", [make, make_parallel])
+def test_pickled_env_keeps_its_configuration(api):
+    """EzPickle: vector-env libraries ship environments to workers by pickling them."""
+    env = api("many-learners-v0", max_cycles=8, render_mode="ansi", observation="full")
+    copy = pickle.loads(pickle.dumps(env)).unwrapped
+    assert (copy.max_rounds, copy.render_mode, copy.observation_mode) == (4, "ansi", "full")
+    assert copy.possible_agents == env.possible_agents
+
+
+def test_state_before_reset_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="reset"):
+        make_parallel("L6-v0").state()
+
+
+@pytest.mark.parametrize("api", [make, make_parallel])
+def test_max_cycles_is_parallel_steps_per_episode(api):
+    """max_cycles = 2 max_rounds; a scenario's max_rounds gives way to max_cycles."""
+    assert get_scenario("L6-v0").max_rounds == 100
+    env = api("L6-v0", max_cycles=6)
+    assert (env.unwrapped.max_rounds, env.unwrapped.max_cycles) == (3, 6)
+    env = api("L6-v0", max_cycles=6, max_rounds=3)
+    assert (env.unwrapped.max_rounds, env.unwrapped.max_cycles) == (3, 6)
+    assert api("L6-v0").unwrapped.max_cycles == 200
+    with pytest.raises(ValueError, match=r"max_cycles=6 .* disagrees with max_rounds=4"):
+        api("L6-v0", max_cycles=6, max_rounds=4)
+    with pytest.raises(ValueError, match="max_cycles must be a multiple of 2"):
+        api("L6-v0", max_cycles=5)
+    par = make_parallel("L6-v0", max_cycles=6)
+    par.reset(seed=0)
+    steps = 0
+    while par.agents:
+        par.step({"agent_0": 1})
+        steps += 1
+    assert steps == 6
+
+
+def test_max_cycles_through_gymnasium():
+    env = gymnasium.make("reciprocity/L6-v0", max_cycles=4)
+    env.reset(seed=0)
+    assert [env.step(1)[3] for _ in range(4)] == [False, False, False, True]
+
+
+INFO_KEYS = {"phase", "round", "reputation", *(f"record_{k}" for k in PUBLIC_FIELDS)}
+
+
+def tensor_layout(info: dict) -> dict:
+    """What a pipeline tensorises: each value as an array, its dtype kind and shape."""
+    out = {}
+    for key, value in info.items():
+        arr = np.asarray(value)
+        assert arr.dtype.kind in "iuf", f"{key}: not numeric ({arr.dtype})"
+        out[key] = (arr.dtype, arr.shape)
+    return out
+
+
+@pytest.mark.parametrize("api", ["parallel", "aec"])
+@pytest.mark.parametrize("scenario", ["many-learners-v0", "discriminators-vs-defectors-v0"])
+def test_infos_are_flat_numeric_with_fixed_shapes(scenario, api):
+    """TorchRL turns every info value into a tensor spec at reset, Tianshou into a buffer
+    column: from reset on, every value is numeric, never None, never nested, and its dtype and
+    shape never change."""
+    n = len(get_scenario(scenario).population)
+    if api == "parallel":
+        env = make_parallel(scenario, max_rounds=3)
+        _, infos = env.reset(seed=0)
+        seen = [infos]
+        while env.agents:
+            seen.append(env.step(dict.fromkeys(env.agents, 1))[4])
+    else:
+        env = make(scenario, max_rounds=3)
+        env.reset(seed=0)
+        seen = []
+        for agent in env.agent_iter():
+            *_, term, trunc, info = env.last(observe=False)
+            seen.append({agent: info})
+            env.step(None if term or trunc else 1)
+    layout = tensor_layout(next(iter(seen[0].values())))
+    assert set(layout) == INFO_KEYS
+    assert layout["reputation"][1] == (n,)
+    assert all(layout[f"record_{k}"][1] == (n,) for k in PUBLIC_FIELDS)
+    for infos in seen:
         for info in infos.values():
-            assert {"phase", "round", "reputation", "record"} <= set(info)
-            assert isinstance(info["reputation"], np.ndarray)
-            assert info["reputation"].shape == (10,)
-        _, _, _, _, infos = env.step(dict.fromkeys(env.agents, 1))
+            assert tensor_layout(info) == layout
+    assert len(seen) > 6
 
 
 # ----------------------------------------------------------------------------------------------
@@ -437,6 +644,13 @@ def test_render_ansi():
     env.step({"agent_0": 1})
     env.step({"agent_0": 1})
     assert env.render() != before
+
+
+def test_render_human_prints_the_ansi_picture(capsys):
+    text = two_reputation_env("ansi").render()
+    human = two_reputation_env("human")
+    assert human.render() is None
+    assert capsys.readouterr().out == text + "\n"
 
 
 def test_render_mode_none_returns_nothing():

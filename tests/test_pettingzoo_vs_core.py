@@ -8,7 +8,7 @@ is driven from outside by applying the SAME norm to its observations
 * assess phase: signal per the assessment rule at (donor_rep, recipient_rep, action).
 
 The population is then statistically the all-scripted population of that norm, so its long-run
-good fraction and cooperation rate (read from ``infos[agent]["record"]``) must match
+good fraction and cooperation rate (read from ``env.public_record()``) must match
 ``simulate`` at the same N, and the SPEC §2 mean field up to the finite-N bias. Rewards are
 checked against the public record on every round, and an error-free mixed population is
 checked interaction by interaction.
@@ -149,7 +149,7 @@ def play_focal_as_norm(spec, rounds, *, e, mu, seed, check_rewards=True):
         assert rewards[FOCAL] == 0.0
         assert not terms[FOCAL]
         assert truncs[FOCAL] == (t == rounds - 1)
-        rec = infos[FOCAL]["record"]
+        rec = env.public_record()
         before, actions, recipients = rec["reputation_before"], rec["actions"], rec["recipients"]
         # the observations were about the round that the record describes
         assert before[0] == own and before[recipients[0]] == rec_rep
@@ -243,19 +243,19 @@ def test_error_free_record_follows_every_slots_rules():
     env = indirect_reciprocity_v0.parallel_env(
         population=MIXED, benefit=BENEFIT, cost=COST, execution_error=0.0,
         assessment_error=0.0, max_rounds=rounds, initial_reputation=0.5)
-    obs, infos = env.reset(seed=9)
+    obs, _ = env.reset(seed=9)
     p0, d0 = slot_rules[0]
     contexts_seen = set()
     focal_signals_bad = 0
     for _ in range(rounds):
         o = obs[FOCAL]
         intent = p0[(int(o[4]), int(o[3]))]
-        obs, rewards, _, _, infos = env.step({FOCAL: intent})
+        obs, rewards, *_ = env.step({FOCAL: intent})
         act_reward = rewards[FOCAL]
         o = obs[FOCAL]
         signal = d0[(int(o[1]), int(o[3]), int(o[2]))]
-        obs, _, _, _, infos = env.step({FOCAL: signal})
-        rec = infos[FOCAL]["record"]
+        obs, *_ = env.step({FOCAL: signal})
+        rec = env.public_record()
         before, acts, recips, observers = (rec["reputation_before"], rec["actions"],
                                            rec["recipients"], rec["observers"])
         assert acts[0] == intent  # e = 0: executed as intended

@@ -24,14 +24,16 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..envs.config import DEFAULTS
+from ..envs.config import merge_overrides
+from ..envs.indirect_reciprocity_v0 import CONSTRUCTOR_KEYWORDS
 from ..envs.scenarios import Scenario, get_scenario
+from .common import context_table
 
 __all__ = ["ENV_KEYWORDS", "env_name", "make_rllib_env", "policy_table", "ppo_config",
            "register_env"]
 
 #: Constructor keywords of the environment (overrides routed to the env, not to PPO).
-ENV_KEYWORDS = frozenset([*DEFAULTS, "observation", "render_mode"])
+ENV_KEYWORDS = frozenset(CONSTRUCTOR_KEYWORDS)
 
 #: Overrides routed to ``config.env_runners(...)``.
 ENV_RUNNER_KEYWORDS = frozenset(["num_env_runners", "num_envs_per_env_runner",
@@ -86,7 +88,7 @@ def make_rllib_env(scenario: str | Scenario, **overrides):
     wrapper = _require_rllib()
     from ..envs.indirect_reciprocity_v0 import parallel_env
 
-    config = {**get_scenario(scenario).config(), **_split_env(overrides)}
+    config = merge_overrides(get_scenario(scenario).config(), _split_env(overrides))
     return wrapper(parallel_env(**config))
 
 
@@ -106,12 +108,12 @@ def register_env(scenario: str | Scenario, name: str | None = None, **overrides)
     from ray.tune.registry import register_env as tune_register_env
 
     scenario = get_scenario(scenario)
-    base = {**scenario.config(), **_split_env(overrides)}
+    base = merge_overrides(scenario.config(), _split_env(overrides))
     make_rllib_env(scenario, **base).close()  # bad keywords fail here, not inside Ray
     name = env_name(scenario) if name is None else name
 
     def creator(env_config=None):
-        return make_rllib_env(scenario, **{**base, **dict(env_config or {})})
+        return make_rllib_env(scenario, **merge_overrides(base, dict(env_config or {})))
 
     tune_register_env(name, creator)
     return name
@@ -224,20 +226,13 @@ def policy_table(algo, module_id: str, *, own_reputation: int | None = None
     _require_rllib()
     import torch
 
-    from ..envs import ACTION_CONTEXTS, SIGNAL_CONTEXTS
-    from .sb3 import context_observations  # plain NumPy; needs no Stable-Baselines3
-
     module = algo.get_module(module_id)
     if module is None:
         raise ValueError(f"module_id: no policy {module_id!r} in this algorithm")
-    act, assess = context_observations(own_reputation)
 
     def prob_one(obs):
         with torch.no_grad():
             out = module.forward_inference({"obs": torch.from_numpy(obs)})
             return torch.softmax(out["action_dist_inputs"], dim=-1)[:, 1].numpy()
 
-    p_act = prob_one(act)
-    p_sig = prob_one(assess.reshape(-1, 5)).reshape(assess.shape[:2]).mean(axis=0)
-    return {"action": dict(zip(ACTION_CONTEXTS, map(float, p_act), strict=True)),
-            "signal": dict(zip(SIGNAL_CONTEXTS, map(float, p_sig), strict=True))}
+    return context_table(prob_one, own_reputation=own_reputation)

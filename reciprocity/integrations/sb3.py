@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..envs import ACTION_CONTEXTS, SIGNAL_CONTEXTS, Scenario, make_parallel
+from ..envs import Scenario, make_parallel
+from .common import context_observations, context_table
 
 __all__ = ["context_observations", "evaluate_payoff", "make_vec_env", "policy_table"]
 
@@ -111,30 +112,6 @@ def make_vec_env(scenario: str | Path | Scenario, num_vec_envs: int = 4, *, num_
     return VecMonitor(venv) if monitor else venv
 
 
-def context_observations(own_reputation: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The observations of every context, in display order (``ACTION_CONTEXTS`` /
-    ``SIGNAL_CONTEXTS``: G = 1 first).
-
-    Returns ``(act, assess)``: ``act`` has shape ``(4, 5)``, row k is ``[0, x, 0, y, x]`` for
-    action context ``ACTION_CONTEXTS[k]`` = (x, y); ``assess`` has shape ``(R, 8, 5)``, row
-    ``[r, k]`` is ``[1, x, a, y, own]`` for signal context ``SIGNAL_CONTEXTS[k]`` = (x, y, a).
-    The observer's own reputation is not part of a context: with ``own_reputation=None`` both
-    values are listed (R = 2, own = 0 then 1), otherwise only the given one (R = 1).
-    """
-    good = {"G": 1.0, "B": 0.0, "C": 1.0, "D": 0.0}
-    act = np.array([[0.0, good[c[0]], 0.0, good[c[1]], good[c[0]]] for c in ACTION_CONTEXTS],
-                   dtype=np.float32)
-    if own_reputation is None:
-        owns = (0.0, 1.0)
-    elif own_reputation in (0, 1):
-        owns = (float(own_reputation),)
-    else:
-        raise ValueError(f"own_reputation must be 0, 1 or None, got {own_reputation!r}")
-    assess = np.array([[[1.0, good[c[0]], good[c[2]], good[c[1]], own] for c in SIGNAL_CONTEXTS]
-                       for own in owns], dtype=np.float32)
-    return act, assess
-
-
 def _prob_one(model, obs: np.ndarray) -> np.ndarray:
     """P(output = 1) per row of ``obs``; for models without a distribution (e.g. DQN) the
     greedy output."""
@@ -168,13 +145,8 @@ def policy_table(model, *, own_reputation: int | None = None,
     if shape != (5,):
         raise ValueError(f"policy_table needs a model trained on the local observation, shape "
                          f"(5,); got observation space {model.observation_space}")
-    act, assess = context_observations(own_reputation)
-    p_act = _prob_one(model, act)
-    p_sig = _prob_one(model, assess.reshape(-1, 5)).reshape(assess.shape[:2]).mean(axis=0)
-    if greedy:
-        p_act, p_sig = (p_act > 0.5).astype(float), (p_sig > 0.5).astype(float)
-    return {"action": dict(zip(ACTION_CONTEXTS, map(float, p_act), strict=True)),
-            "signal": dict(zip(SIGNAL_CONTEXTS, map(float, p_sig), strict=True))}
+    return context_table(lambda obs: _prob_one(model, obs), own_reputation=own_reputation,
+                         greedy=greedy)
 
 
 def evaluate_payoff(model, scenario: str | Path | Scenario, *, episodes: int = 4,

@@ -1,0 +1,88 @@
+"""BenchMARL (extra [torchrl]): the reciprocity task under BenchMARL's own experiment runner.
+
+The task's environment and specs are those of TorchRL's PettingZooWrapper on the scenario
+(with the global state, which MAPPO's critic and QMIX's mixer read); the example runs IPPO,
+MAPPO and IQL through ``Benchmark``'s experiments, and each writes BenchMARL's results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reciprocity.envs import Scenario, get_scenario
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from reciprocity.integrations.benchmarl import ReciprocityTask, task
+
+pytestmark = [pytest.mark.torchrl,
+              pytest.mark.filterwarnings("ignore:PettingZoo in TorchRL is tested:UserWarning",
+                                         "ignore::DeprecationWarning")]
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+FLAGSHIP, MANY = "discriminators-vs-defectors-v0", "many-learners-v0"
+
+
+@pytest.mark.parametrize("scenario", [FLAGSHIP, MANY])
+def test_task_describes_the_environment(scenario):
+    t = task(scenario, max_rounds=4)
+    assert isinstance(t, ReciprocityTask) and t.name == scenario
+    env = t.get_env_fun(num_envs=1, continuous_actions=False, seed=0, device="cpu")()
+    n_focal = get_scenario(scenario).num_focal
+    assert t.group_map(env) == {"agents": [f"agent_{i}" for i in range(n_focal)]}
+    assert t.max_steps(env) == 8  # parallel steps: 2 per round
+    assert t.state_spec(env)["state"].shape[-1] == 3 + 5 * len(get_scenario(scenario).population)
+    assert t.observation_spec(env)["agents", "observation"].shape == (n_focal, 5)
+    assert "record_actions" in t.info_spec(env)["agents", "info"].keys()
+    assert t.action_mask_spec(env) is None
+    assert t.supports_discrete_actions() and not t.supports_continuous_actions()
+    rollout = env.rollout(100)
+    assert rollout.batch_size == (8,)
+
+
+def test_task_from_a_scenario_file(tmp_path):
+    path = tmp_path / "pair-v0.json"
+    path.write_text(json.dumps({"id": "pair-v0", "population": ["focal", "focal", "L6"],
+                                "benefit": 2.0, "cost": 1.0, "max_rounds": 3}))
+    t = task(path)
+    env = t.get_env_fun(num_envs=1, continuous_actions=False, seed=0, device="cpu")()
+    assert t.group_map(env) == {"agents": ["agent_0", "agent_1"]}
+    assert t.max_steps(env) == 6
+    with pytest.raises(ValueError, match="register"):
+        task(Scenario.from_dict({"id": "unregistered-v0", "population": ["focal", "L6"],
+                                 "benefit": 2.0, "cost": 1.0}))
+
+
+def test_task_rejects_bad_keywords():
+    with pytest.raises(ValueError, match="max_cycles"):
+        task(FLAGSHIP, max_cycles=3)
+    with pytest.raises(ValueError, match="benfit"):
+        task(FLAGSHIP, benfit=2)
+
+
+def test_example_runs_ippo_mappo_iql(tmp_path):
+    spec = importlib.util.spec_from_file_location("benchmarl_run",
+                                                  ROOT / "examples" / "benchmarl_run.py")
+    example = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarl_run"] = example
+    spec.loader.exec_module(example)
+    results = example.main(["--frames", "1000", "--batch", "500", "--max-rounds", "10",
+                            "--out", str(tmp_path)])
+    assert set(results) == {"ippo/seed0", "mappo/seed0", "iql/seed0"}
+    for r in results.values():
+        assert np.isfinite(r["mean_return"])
+        folder = Path(r["folder"])
+        assert folder.parent == tmp_path
+        # BenchMARL's own outputs: the JSON of evaluation results and the CSV logs
+        reports = list(folder.glob("*.json"))
+        assert reports, f"no JSON report in {folder}"
+        json.loads(reports[0].read_text())
+        assert list(folder.rglob("*.csv"))
