@@ -44,8 +44,9 @@ FLAGSHIP, MANY = "discriminators-vs-defectors-v0", "many-learners-v0"
 def test_check_env_specs_with_state(scenario, api):
     env = make_env(scenario, api=api, max_rounds=3, seed=0)
     check_env_specs(env, seed=0)
-    n = len(get_scenario(scenario).population)
-    assert env.observation_spec["state"].shape[-1] == 2 + 1 + 5 * n
+    config = get_scenario(scenario).env_config
+    phases, n = 1 + config.params.observers_per_interaction, config.num_agents
+    assert env.observation_spec["state"].shape[-1] == phases + 1 + 5 * n
 
 
 @pytest.mark.parametrize("scenario", [FLAGSHIP, MANY])
