@@ -72,7 +72,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import wrappers
 from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 
-from .config import DEFAULTS, EnvConfig, strategy_tables
+from .config import DEFAULTS, EnvConfig, check_env_memory, strategy_tables
 from .core import BatchedGame
 from .render import render_ansi, render_rgb
 
@@ -149,6 +149,7 @@ class parallel_env(ParallelEnv, EzPickle):
         action_table, assess_table = strategy_tables(self.config.strategies)
         self.game = BatchedGame(self.config.params, action_table, assess_table, batch=1)
         obs_dim = 5 + (n + 3 if observation == "full" else 0)
+        check_env_memory(self.config, obs_dim)
         self._observation_space = Box(0.0, 1.0, (obs_dim,), np.float32)
         self._action_space = Discrete(2)
         self._history: deque = deque(maxlen=RENDER_HISTORY)
