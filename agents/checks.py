@@ -41,6 +41,9 @@ def check_real(name: str, value: Any, low: float = -math.inf, high: float = math
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
+        if math.isinf(high):
+            bound = f"greater than {low:g}" if low_open else f"at least {low:g}"
+            raise ValueError(f"{name} must be {bound}, got {value!r}")
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         raise ValueError(f"{name} must lie in {lo}{low:g}, {high:g}{hi}, got {value!r}")
     return value

@@ -186,8 +186,8 @@ def check_memory(field: str, what: str, nbytes: int) -> None:
     responsible and the bytes (before anything that large is allocated)."""
     available = available_memory()
     if available is not None and nbytes > available:
-        raise ValueError(f"{field}: {what} need about {format_bytes(nbytes)} of memory, more "
-                         f"than the {format_bytes(available)} available")
+        raise ValueError(f"{field}: {what} would need about {format_bytes(nbytes)} of memory, "
+                         f"more than the {format_bytes(available)} available")
 
 
 def check_env_memory(config: EnvConfig, observation_size: int) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
 from .envs.scenarios import scenarios
+from .runfolder import open_run, save_figure, write_json, write_text
 
 ALGOS = ("rg", "ppo", "reinforce")
 TABLE_START = "<!-- results-table:start -->"
@@ -55,26 +56,36 @@ class BenchmarkConfig:
 
 
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True,
-                  write_table: bool = True) -> list[dict]:
+                  write_table: bool = True, overwrite: bool = False) -> list[dict]:
     """Run everything and write the outputs; returns the results records.
 
     The runs are a sweep (:func:`reciprocity.sweep.run_sweep`, local backend) over the fixed grid
     of ``cfg`` with one hyper-parameter combination per algorithm; this function adds the
-    figures and the results table.
+    figures and the results table. ``out`` holding another run is refused unless ``overwrite``.
     """
+    from .sweep import SweepGrid, run_config
+
+    grid = SweepGrid.from_dict(
+        {"scenarios": list(cfg.scenarios), "algos": list(cfg.algos), "seeds": cfg.seeds,
+         "rounds": cfg.rounds, "num_envs": cfg.num_envs, "eval_envs": cfg.eval_envs,
+         "search_envs": cfg.search_envs, "confirm_envs": cfg.confirm_envs,
+         "params": {a: {k: [v] for k, v in cfg.algo_config[a].items()}
+                    for a in cfg.algos if cfg.algo_config.get(a)}}, source="benchmark")
+    with open_run(out, "benchmark", run_config(grid), overwrite=overwrite) as folder:
+        records = _run_benchmark(cfg, grid, folder, progress, write_table)
+        folder.complete()
+    return records
+
+
+def _run_benchmark(cfg, grid, folder, progress: bool, write_table: bool) -> list[dict]:
     from .sweep import run_sweep
 
-    out = Path(out)
-    grid = {"scenarios": list(cfg.scenarios), "algos": list(cfg.algos), "seeds": cfg.seeds,
-            "rounds": cfg.rounds, "num_envs": cfg.num_envs, "eval_envs": cfg.eval_envs,
-            "search_envs": cfg.search_envs, "confirm_envs": cfg.confirm_envs,
-            "params": {a: {k: [v] for k, v in cfg.algo_config[a].items()}
-                       for a in cfg.algos if cfg.algo_config.get(a)}}
+    out = folder.path
     start = time.perf_counter()
-    records = run_sweep(grid, out, backend="local", workers=cfg.workers, progress=progress)
+    records = run_sweep(grid, folder, backend="local", workers=cfg.workers, progress=progress)
     meta = {"config": cfg.to_dict(), "wall_seconds": time.perf_counter() - start,
             "cpu_count": os.cpu_count()}
-    (out / "benchmark.json").write_text(json.dumps(meta, indent=2))
+    write_json(out / "benchmark.json", meta)
     refs = {s: json.loads((out / "references" / f"{s}.json").read_text())
             for s in {r["scenario"] for r in records}}
     run_dirs = {(r["scenario"], r["algo"]): out / r["run"] for r in records}
@@ -113,7 +124,7 @@ def build_record(scenario: str, algo: str, metrics: list[dict], ref: dict,
         if run_dir is not None:
             seed_dir = run_dir / (f"seed_{m['seed']}" if len(metrics) > 1 else "")
             seed_dir.mkdir(parents=True, exist_ok=True)
-            (seed_dir / "metrics.json").write_text(json.dumps(m, indent=2))
+            write_json(seed_dir / "metrics.json", m)
     payoff = mean_ci95([m["per_interaction_payoff"] for m in metrics])
     perf = mean_ci95([e["reference_performance"] for e in evals])
     adher = mean_ci95([e["adherence"] for e in evals])
@@ -195,7 +206,7 @@ def plot_learning_curves(out: Path, scenario_ids, algos, refs: dict, run_dirs: d
     fig.supxlabel("rounds played per game")
     fig.supylabel("training payoff per round (mean ± 95% CI over seeds)")
     fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=110)
+    save_figure(fig, out / "learning_curves.png", dpi=110)
     plt.close(fig)
 
 
@@ -227,7 +238,7 @@ def plot_policy_heatmaps(out: Path, scenario_ids, algos, refs: dict, runs: dict)
         ax.axis("off")
     fig.subplots_adjust(wspace=0.35)
     fig.colorbar(im, ax=axes, shrink=0.6, label="P(C) | P(Good), mean over seeds")
-    fig.savefig(out / "policy_heatmaps.png", dpi=110, bbox_inches="tight")
+    save_figure(fig, out / "policy_heatmaps.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -268,7 +279,7 @@ def plot_scenario(out: Path, scenario: str, algos, ref: dict, runs: dict,
     fig.colorbar(im, ax=right, shrink=0.8)
     fig.tight_layout()
     path = out / f"{scenario}.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -324,4 +335,4 @@ def write_results_table(out: Path, records: list[dict], meta: dict) -> None:
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    md.write_text(text)
+    write_text(md, text)
