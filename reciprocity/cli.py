@@ -1,4 +1,4 @@
-"""The ``reciprocity`` command line.
+"""The reciprocity command line.
 
     reciprocity scenarios                 list the registered scenarios
     reciprocity demo [--scenario ID]      play fixed focal policies, print a table, save plots
@@ -565,11 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Torch's portable CPU kernels compute every element of a batch the same way; the
-    # vectorised ones (AVX2/AVX512) round exp, tanh, ... differently in the tail of an array,
-    # so a learner's last bits would depend on which other seeds share its batch. Set before
-    # torch computes anything (torch reads it once); an explicit setting is kept.
-    os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
+    """Run one command; returns the exit status (0, 1 unexpected error, 2 user mistake, 130
+    interrupted). Errors are printed on one line unless ``--debug``."""
     args = build_parser().parse_args(argv)
     from .runfolder import RunInterrupted
 
@@ -596,5 +593,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``reciprocity`` command (the console script): :func:`main` with torch's portable CPU
+    kernels. The vectorised ones (AVX2, AVX512) round exp, tanh, ... differently in the tail of
+    an array, so a learner's last bits would depend on which other seeds share its batch; the
+    portable ones compute every element alike. Torch reads the setting once, before it computes
+    anything; an explicit setting in the environment is kept."""
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -40,6 +40,7 @@ import math
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +51,7 @@ __all__ = [
     "UNDEFINED_KEYS",
     "RunFolder",
     "RunInterrupted",
+    "WriteError",
     "atomic_write",
     "identity",
     "load_checkpoint",
@@ -64,6 +66,13 @@ __all__ = [
     "write_json",
     "write_text",
 ]
+
+class WriteError(OSError):
+    """A result file could not be written (the previous version, if any, is intact)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class RunInterrupted(Exception):
     """A run stopped by Ctrl-C (SIGINT) after saving what it needs to continue."""
@@ -112,7 +121,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OSError(err.errno, f"cannot write {path} ({err.strerror or err})") from None
+        raise WriteError(err.errno, f"cannot write {path} ({err.strerror or err})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -442,7 +451,9 @@ def load_checkpoint(path: str | Path, required: Iterable[str] = ()) -> dict:
     if not path.is_file():
         raise ValueError(f"no checkpoint: {path} does not exist")
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # e.g. about the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            data = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"checkpoint {path} cannot be loaded safely ({reason[:200]}); it is "

@@ -393,7 +393,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                         config.tensorboard)
 
         def save(update: int) -> None:
-            log.write()
+            # checkpoint first: progress.csv is then never ahead of it (a resume rewrites it)
             if checkpoint is not None:
                 save_checkpoint(checkpoint, {
                     "identity": folder.identity, "train_config": config.to_dict(),
@@ -402,6 +402,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                     "game": game.state_dict(), "rngs": [r.bit_generator.state for r in rngs],
                     "progress": log.rows,
                     "wall_seconds": elapsed_before + time.perf_counter() - start_time})
+            log.write()
 
         every = config.checkpoint_every
         if every is None:

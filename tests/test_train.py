@@ -66,28 +66,16 @@ def test_several_seeds_are_independent_runs(tmp_path):
 
 
 @pytest.mark.parametrize("algo", ALGOS)
-def test_resume_after_interruption_continues_from_checkpoint(tmp_path, algo, monkeypatch):
+def test_resume_after_interruption_continues_from_checkpoint(tmp_path, algo, stop_training):
     """A run killed after a checkpoint and resumed ends exactly where an uninterrupted run
     ends (same policies, same evaluation), and its progress.csv has every update once."""
     config = TrainConfig("L6-v0", algo=algo, seeds=(5,), rounds=120, num_envs=4, eval_envs=4,
                          checkpoint_every=3, algo_config={"rounds_per_update": 10})
     reference = train(config, tmp_path / "full", progress=False)[0]
 
-    from reciprocity import train as train_module
-
-    original = train_module.collect
-    calls = {"n": 0}
-
-    def dying_collect(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:  # after the checkpoint at update 6, before update 9
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "collect", dying_collect)
-    with pytest.raises(KeyboardInterrupt):
+    # stopped after the checkpoint at update 6, before update 9
+    with stop_training(8), pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(train_module, "collect", original)
     state = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")
     assert state["update"] == 6
     code = main(["train", "--resume", str(tmp_path / "killed"), "--quiet"])
