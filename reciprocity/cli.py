@@ -216,14 +216,14 @@ def _check_resume_options(args, run) -> None:
     if seeds is not None and seeds != run.seeds:
         refuse("--seeds" if args.seeds else "--seed", " ".join(map(str, seeds)),
                "seeds " + " ".join(map(str, run.seeds)))
-    for option, arg, name in (("--rounds", "rounds", "rounds"),
-                              ("--num-envs", "num_envs", "num_envs"),
-                              ("--eval-envs", "eval_envs", "eval_envs"),
-                              ("--eval-rounds", "eval_rounds", "eval_rounds"),
-                              ("--init", "init", "init_policy")):
-        given = getattr(args, arg)
-        if given is not None and given != getattr(run, name):
-            refuse(option, given, f"{name} {getattr(run, name)}")
+    for option, given, name, stored in (
+            ("--rounds", args.rounds, "rounds", run.rounds),
+            ("--num-envs", args.num_envs, "num_envs", run.num_envs),
+            ("--eval-envs", args.eval_envs, "eval_envs", run.eval_envs),
+            ("--eval-rounds", args.eval_rounds, "eval_rounds", run.resolved_eval_rounds()),
+            ("--init", args.init, "init_policy", run.init_policy)):
+        if given is not None and given != stored:
+            refuse(option, given, f"{name} {stored}")
     if args.device is not None:
         from .train import check_device
 

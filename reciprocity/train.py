@@ -435,6 +435,10 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                     save(done)
                     last_save = time.perf_counter()
             save(num_updates)
+            if interrupt.requested:  # Ctrl-C during the last checkpoint: stop before evaluating
+                raise RunInterrupted(
+                    f"interrupted after the last update: checkpoint saved in {out}; evaluate "
+                    f"with: reciprocity train --resume {out}")
         finally:
             interrupt.restore()
             bar.close()
