@@ -489,6 +489,22 @@ def test_sweep_refuses_duplicates_and_a_folder_of_another_run(tmp_path):
     assert json.loads((out / "results.json").read_text())[0]["params"] == records[0]["params"]
 
 
+def test_benchmark_refuses_a_folder_of_another_run_before_running(tmp_path):
+    """A benchmark re-run with more seeds into the folder of an earlier one would mix their
+    figures and records: refused at once, before any training."""
+    from reciprocity.benchmark import BenchmarkConfig, run_benchmark
+
+    out = tmp_path / "results"
+    with open_run(out, "benchmark", {"seeds": 1}) as folder:
+        (out / "results.json").write_text("[]")
+        folder.complete()
+    cfg = BenchmarkConfig(scenarios=("L6-v0",), algos=("rg",), seeds=3, rounds=10, num_envs=2,
+                          eval_envs=4, search_envs=2, confirm_envs=4, workers=1)
+    with pytest.raises(ValueError, match="holds a different benchmark run"):
+        run_benchmark(cfg, out, progress=False)
+    assert (out / "results.json").read_text() == "[]"
+
+
 # -- the command line ------------------------------------------------------------------------------
 def _subcommand_parsers():
     parser = build_parser()
