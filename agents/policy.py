@@ -52,9 +52,14 @@ class BatchedMLP(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(*batch_shape))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(torch.einsum("...kd,...dh->...kh", features, self.w1)
-                       + self.b1[..., None, :])
-        return torch.einsum("...kh,...h->...k", h, self.w2) + self.b2[..., None]
+        # Element-wise products and sums rather than a batched matrix product: a matmul's
+        # blocking depends on how many learners the batch holds, which would round a learner's
+        # outputs differently when other seeds train beside it (see agents/seeding.py).
+        pre = features[..., 0, None] * self.w1[..., 0, None, :]
+        for i in range(1, features.shape[-1]):
+            pre = pre + features[..., i, None] * self.w1[..., i, None, :]
+        h = torch.tanh(pre + self.b1[..., None, :])
+        return (h * self.w2[..., None, :]).sum(-1) + self.b2[..., None]
 
 
 class ReputationPolicy(nn.Module):

@@ -27,10 +27,12 @@ import numpy as np
 import torch
 
 from ..envs.config import EnvConfig
+from .checks import check_choice, check_int, check_real
 from .estimators import PublicEstimators
 from .model import learner_tables, unroll
-from .policy import ReputationPolicy
+from .policy import POLICY_KINDS, ReputationPolicy
 from .rollout import Rollout
+from .seeding import per_row, row_seeds
 
 
 @dataclass
@@ -50,6 +52,17 @@ class RGConfig:
     policy: str = "tabular"  # "tabular" logits or "mlp"
     hidden: int = 32  # MLP width (policy="mlp")
 
+    def __post_init__(self):
+        for name in ("rounds_per_update", "horizon", "steps_per_update", "hidden"):
+            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
+        self.gamma = check_real("gamma", self.gamma, 0.0, 1.0)
+        self.lr = check_real("lr", self.lr, 0.0)
+        self.estimator_prior = check_real("estimator_prior", self.estimator_prior, 0.0,
+                                          low_open=True)
+        self.estimator_decay = check_real("estimator_decay", self.estimator_decay, 0.0, 1.0,
+                                          low_open=True)
+        self.policy = check_choice("policy", self.policy, POLICY_KINDS)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -62,7 +75,8 @@ class ReciprocityGradient:
         env_config: the environment's configuration (the institution is public; the background
             strategies in it are *not* read — only N, the focal slots and the game parameters).
         batch_shape: (S, F).
-        seed: seeds the policy initialisation.
+        seed: seeds the policy initialisation: an int, or one seed per seed row (S of them;
+            row s then starts as it would alone, see :mod:`~reciprocity.agents.seeding`).
         device: torch device.
     """
 
@@ -77,8 +91,9 @@ class ReciprocityGradient:
         if f != env_config.focal_slots.size:
             raise ValueError(f"batch_shape[1] must equal the number of focal slots "
                              f"({env_config.focal_slots.size}), got {f}")
-        self.policy = ReputationPolicy(batch_shape, kind=config.policy, hidden=config.hidden,
-                                       seed=seed, device=self.device)
+        self.policy = per_row(lambda shape, k: ReputationPolicy(
+            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device),
+            batch_shape, row_seeds(seed, s))
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.estimators = PublicEstimators(s, env_config.num_agents,
                                            prior=config.estimator_prior,

@@ -9,6 +9,7 @@ games; decisions of the assess phases have shape (T k, S, F, B) with k assess ph
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,17 +67,27 @@ def to_game_layout(values: np.ndarray) -> np.ndarray:
     return values.transpose(0, 2, 1).reshape(s * b, f)
 
 
-def sample(probs: torch.Tensor, contexts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Draw 0/1 decisions: probs (S, F, K) tables, contexts (S, F, B) -> (S, F, B) int8."""
+def sample(probs: torch.Tensor, contexts: np.ndarray,
+           rng: np.random.Generator | Sequence[np.random.Generator]) -> np.ndarray:
+    """Draw 0/1 decisions: probs (S, F, K) tables, contexts (S, F, B) -> (S, F, B) int8.
+
+    ``rng``: one generator, or one per seed (S): then seed s's draws come from its own.
+    """
     p = torch.gather(probs, -1, torch.as_tensor(contexts, dtype=torch.long,
                                                 device=probs.device)).cpu().numpy()
-    return (rng.random(p.shape) < p).astype(np.int8)
+    if isinstance(rng, np.random.Generator):
+        u = rng.random(p.shape)
+    else:
+        u = np.stack([r.random(p.shape[1:]) for r in rng])
+    return (u < p).astype(np.int8)
 
 
 @torch.no_grad()
-def collect(game: VectorGame, policy: ReputationPolicy, rounds: int, rng: np.random.Generator,
-            num_seeds: int) -> Rollout:
+def collect(game: VectorGame, policy: ReputationPolicy, rounds: int,
+            rng: np.random.Generator | Sequence[np.random.Generator], num_seeds: int) -> Rollout:
     """Play ``rounds`` rounds in every game with the policy's current (stochastic) heads.
+
+    ``rng`` draws the decisions: one generator, or one per seed (see :func:`sample`).
 
     Starts a new episode whenever one ends (the game must have been reset once).
     """

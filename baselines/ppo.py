@@ -35,8 +35,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..agents.policy import NUM_ACTION_CONTEXTS, ReputationPolicy, log_prob
+from ..agents.checks import check_bool, check_choice, check_int, check_real
+from ..agents.policy import NUM_ACTION_CONTEXTS, POLICY_KINDS, ReputationPolicy, log_prob
 from ..agents.rollout import Rollout
+from ..agents.seeding import per_row, row_seeds
 from ..envs.config import EnvConfig
 from ..envs.vector import observations
 from .reinforce import (
@@ -96,13 +98,17 @@ class PPOConfig:
     """hidden width of the policy MLPs (policy="mlp")"""
 
     def __post_init__(self):
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma!r}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda!r}")
-        for name in ("rounds_per_update", "num_epochs", "num_minibatches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("rounds_per_update", "num_epochs", "num_minibatches", "value_hidden",
+                     "hidden"):
+            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
+        self.gamma = check_real("gamma", self.gamma, 0.0, 1.0, high_open=True)
+        self.gae_lambda = check_real("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        for name in ("lr", "value_lr", "vf_coef", "entropy_coef"):
+            setattr(self, name, check_real(name, getattr(self, name), 0.0))
+        for name in ("clip_coef", "max_grad_norm"):
+            setattr(self, name, check_real(name, getattr(self, name), 0.0, low_open=True))
+        self.normalize_advantages = check_bool("normalize_advantages", self.normalize_advantages)
+        self.policy = check_choice("policy", self.policy, POLICY_KINDS)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor,
@@ -129,6 +135,12 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor,
     return advantages
 
 
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Per-seed minibatch: x (S, F, M, *rest), idx (S, m) sample indices -> (S, F, m, *rest)."""
+    index = idx.view(idx.shape[0], 1, idx.shape[1], *[1] * (x.dim() - 3))
+    return torch.gather(x, 2, index.expand(*x.shape[:2], idx.shape[1], *x.shape[3:]))
+
+
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                       clip_coef: float) -> torch.Tensor:
     """Element-wise PPO policy loss ``-min(rho A, clip(rho, 1 - eps, 1 + eps) A)``,
@@ -146,7 +158,8 @@ class PPO:
         env_config: the environment the learners play (validated ``EnvConfig``); its focal slots
             locate the learners' own reputations in the public record.
         batch_shape: (S, F); rollouts come from ``collect(..., num_seeds=S)``.
-        seed: seeds the parameter initialisation and the minibatch shuffling.
+        seed: seeds the parameter initialisation and the minibatch shuffling: an int, or one
+            seed per seed row (S of them; row s then runs as it would alone).
         device: torch device.
     """
 
@@ -156,16 +169,19 @@ class PPO:
         self.env_config = env_config
         self.batch_shape = tuple(batch_shape)
         self.device = torch.device(device)
-        self.policy = ReputationPolicy(self.batch_shape, kind=config.policy, hidden=config.hidden,
-                                       seed=seed, device=self.device)
-        self.value = ValueFunction(self.batch_shape, config.value_hidden,
-                                   scale=1.0 / (1.0 - config.gamma), seed=seed + 1,
-                                   device=self.device)
+        seeds = row_seeds(seed, self.batch_shape[0])
+        self.policy = per_row(lambda shape, k: ReputationPolicy(
+            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device),
+            self.batch_shape, seeds)
+        self.value = per_row(lambda shape, k: ValueFunction(
+            shape, config.value_hidden, scale=1.0 / (1.0 - config.gamma), seed=k + 1,
+            device=self.device), self.batch_shape, seeds)
         self.optimizer = torch.optim.Adam([
             {"params": list(self.policy.parameters()), "lr": config.lr},
             {"params": list(self.value.parameters()), "lr": config.value_lr},
         ])
-        self.generator = torch.Generator().manual_seed(seed)  # minibatch shuffling
+        # minibatch shuffling, one generator per seed row
+        self.generators = [torch.Generator().manual_seed(k) for k in seeds]
         self.value_ready = False  # the critic's output bias is set from the first batch
 
     def _bootstrap_values(self, rollout: Rollout) -> torch.Tensor:
@@ -242,27 +258,29 @@ class PPO:
             returns = advantages + seq_values
             advantages, returns = learner_major(advantages), learner_major(returns)
 
-        # 3. several epochs of minibatch steps; one permutation serves all learners
+        # 3. several epochs of minibatch steps; one permutation per seed row serves its learners
         M = (1 + k) * T * B
         mb_size = max(1, M // cfg.num_minibatches)
         params = [*self.policy.parameters(), *self.value.parameters()]
         stats = {"policy_loss": [], "value_loss": [], "approx_kl": [], "clip_fraction": [],
                  "grad_norm": []}
         for _ in range(cfg.num_epochs):
-            perm = torch.randperm(M, generator=self.generator).to(self.device)
+            perm = torch.stack([torch.randperm(M, generator=g)
+                                for g in self.generators]).to(self.device)     # (S, M)
             for start in range(0, M - mb_size + 1, mb_size):
-                idx = perm[start:start + mb_size]
+                idx = perm[:, start:start + mb_size]
                 logits = torch.cat((self.policy.action_logits(), self.policy.signal_logits()), -1)
-                logp, mb_entropy = log_prob(logits, contexts[..., idx], decisions[..., idx])
-                mb_adv = advantages[..., idx]
+                logp, mb_entropy = log_prob(logits, _take(contexts, idx), _take(decisions, idx))
+                mb_adv = _take(advantages, idx)
                 if cfg.normalize_advantages:
                     mb_adv = (mb_adv - mb_adv.mean(-1, keepdim=True)) / (
                         mb_adv.std(-1, keepdim=True) + 1e-8)
-                policy_loss = clipped_surrogate(logp, old_logp[..., idx], mb_adv,
+                mb_old_logp = _take(old_logp, idx)
+                policy_loss = clipped_surrogate(logp, mb_old_logp, mb_adv,
                                                 cfg.clip_coef).mean(-1)
                 # value loss in payoff per round ((1 - gamma) x return), independent of gamma
-                new_values = self.value.per_round(obs[..., idx, :])
-                target = returns[..., idx] / self.value.scale
+                new_values = self.value.per_round(_take(obs, idx))
+                target = _take(returns, idx) / self.value.scale
                 value_loss = 0.5 * (new_values - target).pow(2).mean(-1)
                 loss = (policy_loss - cfg.entropy_coef * mb_entropy.mean(-1)
                         + cfg.vf_coef * value_loss).sum()
@@ -272,7 +290,7 @@ class PPO:
                                                     cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
-                    log_ratio = logp - old_logp[..., idx]
+                    log_ratio = logp - mb_old_logp
                     stats["approx_kl"].append(((log_ratio.exp() - 1) - log_ratio).mean())
                     stats["clip_fraction"].append(
                         ((log_ratio.exp() - 1).abs() > cfg.clip_coef).float().mean())
@@ -303,7 +321,7 @@ class PPO:
             "policy": self.policy.state_dict(),
             "value": self.value.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
+            "generators": [g.get_state() for g in self.generators],
             "value_ready": self.value_ready,
         }
 
@@ -311,5 +329,6 @@ class PPO:
         self.policy.load_state_dict(state["policy"])
         self.value.load_state_dict(state["value"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        for g, g_state in zip(self.generators, state["generators"], strict=True):
+            g.set_state(g_state)
         self.value_ready = bool(state["value_ready"])

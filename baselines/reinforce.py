@@ -39,8 +39,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..agents.policy import BatchedMLP, ReputationPolicy, log_prob
+from ..agents.checks import check_bool, check_choice, check_int, check_real
+from ..agents.policy import POLICY_KINDS, BatchedMLP, ReputationPolicy, log_prob
 from ..agents.rollout import Rollout
+from ..agents.seeding import per_row, row_seeds
 from ..envs.config import EnvConfig
 from ..envs.vector import observations
 
@@ -92,12 +94,15 @@ class ReinforceConfig:
     """hidden width of the policy MLPs (policy="mlp")"""
 
     def __post_init__(self):
-        if self.baseline not in ("running_mean", "learned"):
-            raise ValueError(f"baseline must be 'running_mean' or 'learned', got {self.baseline!r}")
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma!r}")
-        if self.rounds_per_update < 1:
-            raise ValueError(f"rounds_per_update must be positive, got {self.rounds_per_update!r}")
+        for name in ("rounds_per_update", "value_hidden", "hidden"):
+            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
+        self.gamma = check_real("gamma", self.gamma, 0.0, 1.0, high_open=True)
+        self.baseline_decay = check_real("baseline_decay", self.baseline_decay, 0.0, 1.0)
+        for name in ("lr", "value_lr", "entropy_coef"):
+            setattr(self, name, check_real(name, getattr(self, name), 0.0))
+        self.baseline = check_choice("baseline", self.baseline, ("running_mean", "learned"))
+        self.normalize_advantages = check_bool("normalize_advantages", self.normalize_advantages)
+        self.policy = check_choice("policy", self.policy, POLICY_KINDS)
 
 
 # -- helpers shared with PPO -------------------------------------------------------------------
@@ -211,7 +216,8 @@ class Reinforce:
         env_config: the environment the learners play (validated ``EnvConfig``).
         batch_shape: (S, F); rollouts must come from ``collect(..., num_seeds=S)`` on a game of
             this configuration.
-        seed: seeds the parameter initialisation.
+        seed: seeds the parameter initialisation: an int, or one seed per seed row (S of them;
+            row s then starts as it would alone).
         device: torch device.
     """
 
@@ -221,14 +227,16 @@ class Reinforce:
         self.env_config = env_config
         self.batch_shape = tuple(batch_shape)
         self.device = torch.device(device)
-        self.policy = ReputationPolicy(self.batch_shape, kind=config.policy, hidden=config.hidden,
-                                       seed=seed, device=self.device)
+        seeds = row_seeds(seed, self.batch_shape[0])
+        self.policy = per_row(lambda shape, k: ReputationPolicy(
+            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device),
+            self.batch_shape, seeds)
         groups = [{"params": list(self.policy.parameters()), "lr": config.lr}]
         self.value = None
         if config.baseline == "learned":
-            self.value = ValueFunction(self.batch_shape, config.value_hidden,
-                                       scale=1.0, seed=seed + 1,
-                                       device=self.device)
+            self.value = per_row(lambda shape, k: ValueFunction(
+                shape, config.value_hidden, scale=1.0, seed=k + 1, device=self.device),
+                self.batch_shape, seeds)
             groups.append({"params": list(self.value.parameters()), "lr": config.value_lr})
         self.optimizer = torch.optim.Adam(groups)
         # running mean of the payoff per round per learner and phase (0 = act, 1 = assess)

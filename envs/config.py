@@ -11,6 +11,7 @@ if they agree.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
@@ -62,7 +63,7 @@ def expand_population(population: Any, field: str = "population") -> list[Any]:
     if isinstance(population, str | bytes | Mapping) or not isinstance(population, Sequence):
         raise ValueError(f"{field} must be a list of slots ('focal' or a strategy spec), "
                          f"got {population!r}")
-    slots: list[Any] = []
+    counts: list[int | None] = []  # None: a single slot
     for i, entry in enumerate(population):
         if isinstance(entry, Mapping) and "count" in entry:
             extra = set(entry) - {"count", "slot"}
@@ -70,11 +71,19 @@ def expand_population(population: Any, field: str = "population") -> list[Any]:
             if extra or "slot" not in entry:
                 raise ValueError(f"{field}[{i}]: a repeated slot needs exactly the keys "
                                  f"'count' and 'slot', got {sorted(entry)}")
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
                 raise ValueError(f"{field}[{i}].count must be a positive integer, got {count!r}")
-            slots.extend([entry["slot"]] * count)
+            counts.append(int(count))
         else:
+            counts.append(None)
+    num_slots = sum(1 if c is None else c for c in counts)
+    check_memory(field, f"{num_slots} slots", num_slots * BYTES_PER_SLOT)
+    slots: list[Any] = []
+    for entry, count in zip(population, counts, strict=True):
+        if count is None:
             slots.append(entry)
+        else:
+            slots.extend([entry["slot"]] * count)
     return slots
 
 
@@ -172,6 +181,7 @@ class EnvConfig:
         max_rounds = cfg["max_rounds"]
         if not _positive_int(max_rounds):
             raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
+        check_payoff_scale(cfg["benefit"], cfg["cost"])
         audit, audit_norm = cfg["signal_audit"], cfg["audit_norm"]
         if audit_norm is None and isinstance(audit, Real) and not isinstance(audit, bool) \
                 and audit > 0:
@@ -212,3 +222,77 @@ def _rounds_of_cycles(max_cycles, max_rounds, phases: int) -> int:
         raise ValueError(f"max_cycles={max_cycles} ({rounds} rounds of {phases} "
                          f"parallel steps) disagrees with max_rounds={max_rounds}; give one")
     return rounds
+
+
+# -- size limits -------------------------------------------------------------------------------
+#: Largest benefit and cost accepted. Payoffs are summed over rounds and games, and learners
+#: turn them into float32 returns of up to ``b / (1 - gamma)``; beyond this scale sums overflow
+#: to inf long before any learning signal is lost by rescaling (payoffs are relative to c).
+MAX_PAYOFF = 1e6
+
+#: Memory of one slot of a configuration (its parsed strategy and table rows), and of one
+#: (game, slot) pair of the batched core during a round (reputations, the matchings and uniforms
+#: of :class:`~reciprocity.envs.core.RoundNoise`, contexts, derangement candidates); measured
+#: with ``tracemalloc`` (about 170 and 200 bytes) and rounded up.
+BYTES_PER_SLOT = 256
+BYTES_PER_GAME_SLOT = 256
+
+
+def check_payoff_scale(benefit: Any, cost: Any) -> None:
+    """Refuse a benefit or cost above :data:`MAX_PAYOFF` (other checks are the core's)."""
+    for name, value in (("benefit", benefit), ("cost", cost)):
+        if isinstance(value, int | float | np.number) and not isinstance(value, bool) \
+                and abs(value) > MAX_PAYOFF:
+            raise ValueError(f"{name} must be at most {MAX_PAYOFF:g} (payoffs are relative to "
+                             f"the cost: rescale b and c), got {value!r}")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``, else the physical
+    memory), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def format_bytes(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_memory(field: str, what: str, nbytes: int) -> None:
+    """Refuse a configuration whose estimated memory exceeds what is available, naming the field
+    responsible and the bytes (before anything that large is allocated)."""
+    available = available_memory()
+    if available is not None and nbytes > available:
+        raise ValueError(f"{field}: {what} would need about {format_bytes(nbytes)} of memory, "
+                         f"more than the {format_bytes(available)} available")
+
+
+def check_env_memory(config: EnvConfig, observation_size: int) -> None:
+    """Refuse an environment whose per-step observations or core do not fit in memory.
+
+    Args:
+        config: the validated configuration.
+        observation_size: length of one agent's observation vector (float32).
+    """
+    n, f = config.num_agents, int(config.focal_slots.size)
+    # the observations of all focal agents, built once per step and kept by the caller
+    observations = 2 * 4 * f * observation_size
+    if observations > n * (BYTES_PER_SLOT + BYTES_PER_GAME_SLOT):
+        check_memory("observation", f"observations of length {observation_size} for {f} "
+                     "focal agents", observations + n * (BYTES_PER_SLOT + BYTES_PER_GAME_SLOT))
+    else:
+        check_memory("population", f"{n} slots",
+                     observations + n * (BYTES_PER_SLOT + BYTES_PER_GAME_SLOT))

@@ -99,7 +99,7 @@ from gymnasium.utils import EzPickle
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import wrappers
 
-from .config import DEFAULTS, EnvConfig, strategy_tables
+from .config import DEFAULTS, EnvConfig, check_env_memory, strategy_tables
 from .core import BatchedGame, RoundRecord
 from .render import render_ansi, render_rgb
 
@@ -176,6 +176,7 @@ class GameShell:
         action_table, assess_table = strategy_tables(self.config.strategies)
         self.game = BatchedGame(self.config.params, action_table, assess_table, batch=1)
         obs_dim = 5 + (n + 3 if observation == "full" else 0)
+        check_env_memory(self.config, obs_dim)
         self.observation_space = Box(0.0, 1.0, (obs_dim,), np.float32)
         self.action_space = Discrete(2)
         self.state_space = Box(0.0, 1.0, (self.phases + 1 + 5 * n,), np.float32)

@@ -10,6 +10,7 @@ Population entries in a file may be repeated compactly: ``{"count": 9, "slot": "
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium
+import numpy as np
 
 from .config import DEFAULTS, FOCAL, EnvConfig, expand_population, merge_overrides
 from .norms import Strategy
@@ -59,9 +61,11 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "scenario") -> Scenario:
-        """Validate a mapping; errors name ``source`` and the offending field."""
+        """Validate a mapping; errors name ``source`` and the offending field. NumPy scalars and
+        arrays are accepted and stored as plain numbers and lists."""
         if not isinstance(data, Mapping):
             raise ValueError(f"{source}: a scenario must be a mapping, got {type(data).__name__}")
+        data = plain_data(data)
         unknown = set(data) - set(_FIELDS)
         if unknown:
             raise ValueError(f"{source}: unknown field(s) {sorted(unknown)}; "
@@ -100,6 +104,41 @@ class Scenario:
                              for s in self.population]
         return out
 
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of the game this scenario defines: every constructor keyword, with each
+        slot written as ``"focal"`` or its strategy's tables, so that equivalent spellings
+        (``"L6"``, ``"disc+L6"``, tables, ``{"count": ...}``) hash alike. The id and the
+        description are names, not part of the game: run records compare ids separately."""
+        game = self.config()
+        game["population"] = ["focal" if s is None else s.to_spec()
+                              for s in self.env_config.strategies]
+        text = json.dumps(_canonical(game), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plain_data(value: Any) -> Any:
+    """NumPy scalars and arrays inside mappings and lists -> plain Python numbers and lists."""
+    if isinstance(value, Mapping):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_data(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain_data(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _canonical(value: Any) -> Any:
+    """Numbers as floats (5 and 5.0 are the same benefit), containers as lists and dicts."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
 
 _REGISTRY: dict[str, Scenario] = {}
 
@@ -133,7 +172,7 @@ def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"scenario file {str(path)!r} does not exist")
-    text = path.read_text()
+    text = read_text_file(path, "scenario file")
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -150,6 +189,16 @@ def load_scenario(path: str | Path) -> Scenario:
             raise
         raise ValueError(f"scenario file {str(path)!r} could not be parsed: {err}") from None
     return Scenario.from_dict(data, source=f"scenario file {str(path)!r}")
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file, or a ValueError naming ``what`` and the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {str(path)!r} is not a text file (not UTF-8)") from None
+    except OSError as err:
+        raise ValueError(f"{what} {str(path)!r} cannot be read: {err.strerror}") from None
 
 
 def get_scenario(scenario: str | Path | Scenario) -> Scenario:

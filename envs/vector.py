@@ -20,10 +20,13 @@ as arrays of shape (G, F) — G games, F focal slots — and every round's publi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import fields
+
 import numpy as np
 
 from .config import EnvConfig, strategy_tables
-from .core import BatchedGame, RoundRecord
+from .core import BatchedGame, RoundNoise, RoundRecord, sample_round_noise
 
 
 class VectorGame:
@@ -33,7 +36,10 @@ class VectorGame:
         config: a validated :class:`~reciprocity.envs.config.EnvConfig` (e.g.
             ``get_scenario(id).env_config``) with at least one focal slot.
         num_games: G.
-        seed: seed or generator.
+        seed: seed or generator; or a list of S seeds or generators (independent streams):
+            then the G games are S equal blocks of consecutive games, and block s draws its
+            initial reputations and every round's matchings and noise from stream s alone, so
+            its games do not depend on the other blocks (one block per training seed).
     """
 
     def __init__(self, config: EnvConfig, num_games: int, seed=None):
@@ -41,11 +47,23 @@ class VectorGame:
         self.focal_slots = config.focal_slots
         if self.focal_slots.size == 0:
             raise ValueError("population: VectorGame needs at least one 'focal' slot")
+        self.streams = None
+        if isinstance(seed, Sequence):
+            self.streams = self._streams(seed, num_games)
+            seed = 0  # the core's own generator is then never used for the games' randomness
         action, assess = strategy_tables(config.strategies)
         self.core = BatchedGame(config.params, action, assess, batch=num_games, seed=seed)
         self.num_games = num_games
         self.max_rounds = config.max_rounds
         self.assess_phases = config.params.observers_per_interaction  # k
+
+    @staticmethod
+    def _streams(seeds: Sequence, num_games: int) -> list[np.random.Generator]:
+        if not seeds or num_games % len(seeds):
+            raise ValueError(f"seed: {len(seeds)} streams cannot split {num_games} games into "
+                             "equal blocks")
+        return [s if isinstance(s, np.random.Generator) else np.random.default_rng(s)
+                for s in seeds]
 
     @property
     def num_focal(self) -> int:
@@ -63,8 +81,27 @@ class VectorGame:
 
     def reset(self, seed=None) -> None:
         """Start new episodes in all games and begin their first round."""
-        self.core.reset(seed)
-        self.core.begin_round()
+        if self.streams is None:
+            self.core.reset(seed)
+        else:
+            if seed is not None:
+                self.streams = self._streams(seed, self.num_games)
+            self.core.reset()
+            p0 = self.config.params.initial_reputation
+            if not isinstance(p0, str):  # Bernoulli(p0), drawn as the core does, per stream
+                shape = (self.num_games // len(self.streams), self.config.num_agents)
+                self.core.reputation = np.concatenate(
+                    [(rng.random(shape) < p0).astype(np.int8) for rng in self.streams])
+        self._begin_round()
+
+    def _begin_round(self) -> None:
+        if self.streams is None:
+            self.core.begin_round()
+            return
+        block, n = self.num_games // len(self.streams), self.config.num_agents
+        self.core.begin_round(concatenate_noise(
+            [sample_round_noise(rng, block, n, **self.config.params.noise_options())
+             for rng in self.streams]))
 
     def action_contexts(self) -> np.ndarray:
         """Each focal agent's action context ``2 * own_rep + recipient_rep``, (G, F)."""
@@ -93,8 +130,35 @@ class VectorGame:
         signals = self._check(signals, "signals", k if k > 1 or np.ndim(signals) == 3 else None)
         record = self.core.assess(self.focal_slots, signals)
         if not self.done:
-            self.core.begin_round()
+            self._begin_round()
         return record
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything the following rounds depend on, as plain data (NumPy arrays, ints, dicts):
+        reputations, the completed rounds, the draws of the round that has begun and the state
+        of every random stream. Taken between rounds (after :meth:`reset` or :meth:`assess`)."""
+        noise = self.core.noise
+        if noise is None:
+            raise RuntimeError("state_dict: no round has begun (call reset first)")
+        return {"reputation": self.core.reputation.copy(), "round": int(self.core.round),
+                "noise": {f.name: getattr(noise, f.name) for f in fields(noise)},
+                "core_rng": self.core.rng.bit_generator.state,
+                "streams": None if self.streams is None else
+                [rng.bit_generator.state for rng in self.streams]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue exactly where :meth:`state_dict` was taken."""
+        if (state["streams"] is None) != (self.streams is None) or (
+                self.streams is not None and len(state["streams"]) != len(self.streams)):
+            raise ValueError("game state: its random streams do not match this game's")
+        self.core.reset()
+        self.core.reputation = np.array(state["reputation"], dtype=np.int8)
+        self.core.round = int(state["round"])
+        self.core.rng.bit_generator.state = state["core_rng"]
+        for rng, rng_state in zip(self.streams or [], state["streams"] or [], strict=True):
+            rng.bit_generator.state = rng_state
+        self.core.begin_round(RoundNoise(**state["noise"]))
 
     def _check(self, values, name: str, phases: int | None = None) -> np.ndarray:
         """Decisions (G, F), or (G, phases, F), as int8 0/1; a ValueError names the agent."""
@@ -108,6 +172,18 @@ class VectorGame:
             raise ValueError(f"{name}: agent_{self.focal_slots[bad[-1]]} in game {bad[0]} gave "
                              f"{arr[tuple(bad)]!r}; decisions must be 0 or 1")
         return arr.astype(np.int8)
+
+
+def concatenate_noise(parts: Sequence[RoundNoise]) -> RoundNoise:
+    """The round noise of consecutive blocks of games as one batch (fields joined along the game
+    axis; a field left ``None`` by every block stays ``None``)."""
+    if len(parts) == 1:
+        return parts[0]
+    joined = {}
+    for f in fields(RoundNoise):
+        values = [getattr(p, f.name) for p in parts]
+        joined[f.name] = None if all(v is None for v in values) else np.concatenate(values)
+    return RoundNoise(**joined)
 
 
 def observations(contexts: np.ndarray, phase: int, own_rep: np.ndarray) -> np.ndarray:

@@ -1,20 +1,26 @@
-"""The ``reciprocity`` command line.
+"""The reciprocity command line.
 
     reciprocity scenarios                 list the registered scenarios
     reciprocity demo [--scenario ID]      play fixed focal policies, print a table, save plots
     reciprocity train --scenario ID | --config FILE --algo rg|ppo|reinforce --seed S --out DIR
-    reciprocity train --resume DIR        continue a killed run from its checkpoint
+    reciprocity train --resume DIR        continue a stopped run from its checkpoint
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
     reciprocity benchmark --out docs/results            every scenario x algorithm x seed
     reciprocity flagship [--out runs/flagship]          RG vs PPO on the flagship (main job)
     reciprocity sweep --grid FILE --backend local|ray   a grid of scenarios x algos x params
+
+Output folders: a folder holding a different run is refused unless --overwrite (which clears
+it); a train run is continued with --resume. A mistake is reported on one line (error: ...,
+exit status 2); --debug shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +37,55 @@ DEMO_POLICIES = {
     "ALLD (always defect)": "alld+L6",
     "DISC + stern judging": "disc+L6",
 }
+
+#: Keys ``evaluate`` needs in a run's metrics.json and in a reference.json.
+METRICS_KEYS = ("scenario", "algo", "seed", "per_interaction_payoff", "policies", "config",
+                "scenario_hash", "evaluation_protocol")
+REFERENCE_KEYS = ("scenario", "scenario_hash", "protocol", "reference_payoff", "policy", "kind",
+                  "regime", "decisive_contexts")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's help ends with its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS \
+                or "(default" in text or "(required" in text:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.nargs == 0:
+            return f"{text} (default: off)"
+        default = action.default
+        if default is None:
+            return f"{text} (default: none)"
+        if isinstance(default, list | tuple):
+            default = " ".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def _count(text: str) -> int:
+    """argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """argparse type: a seed (a non-negative integer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}") \
+            from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}")
+    return value
 
 
 def _cmd_scenarios(args) -> int:
@@ -69,47 +124,58 @@ def _cmd_demo(args) -> int:
     import matplotlib.pyplot as plt
 
     from .envs.render import render_rgb
+    from .runfolder import open_run, save_figure, write_json
 
     scenario = get_scenario(args.scenario)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    focal = scenario.env_config.focal_slots
-    b, c = scenario.benefit, scenario.cost
-    print(f"scenario {scenario.id}: {scenario.description}")
-    print(f"{args.rounds} rounds x {args.num_envs} games per policy; full cooperation pays "
-          f"b - c = {b - c:g} per round\n")
-    header = (f"{'focal policy':28s} {'focal payoff/round':>19s} {'focal Good':>11s} "
-              f"{'all Good':>9s}")
-    print(header)
-    print("-" * len(header))
-    rows, curves, pictures = [], {}, {}
-    for name, spec in DEMO_POLICIES.items():
-        good, payoff, records = play_focal_policy(scenario, spec, args.rounds, args.num_envs,
-                                                  args.seed)
-        focal_good = float(np.mean([r["reputation_after"][focal].mean() for r in records]))
-        rows.append({"policy": name, "spec": spec, "focal_payoff": float(payoff[focal].mean()),
-                     "focal_good_fraction_game0": focal_good,
-                     "good_fraction": float(good.mean())})
-        print(f"{name:28s} {payoff[focal].mean():19.3f} {focal_good:11.3f} {good.mean():9.3f}")
-        curves[name] = good
-        pictures[name] = render_rgb(records, focal, records[-1]["reputation_after"])
-    fig, axes = plt.subplots(1 + len(pictures), 1, figsize=(8, 2.2 + 2.2 * len(pictures)),
-                             gridspec_kw={"height_ratios": [1.4] + [1] * len(pictures)})
-    for name, good in curves.items():
-        axes[0].plot(good, label=name)
-    axes[0].set(xlabel="round", ylabel="fraction Good", ylim=(0, 1.02),
-                title=f"{scenario.id}: reputations under three focal policies")
-    axes[0].legend(fontsize=8, loc="lower right")
-    for ax, (name, img) in zip(axes[1:], pictures.items(), strict=True):
-        ax.imshow(img, interpolation="nearest", aspect="auto")
-        ax.set(title=f"{name}: last 48 rounds of game 0 (rows = agents, blue = focal; "
-                     "green Good / red Bad; dot white C / black D)", xticks=[], yticks=[])
-        ax.title.set_fontsize(8)
-    fig.tight_layout()
-    fig.savefig(out / "demo.png", dpi=120)
-    (out / "demo.json").write_text(json.dumps({"scenario": scenario.id, "rounds": args.rounds,
-                                               "num_envs": args.num_envs, "seed": args.seed,
-                                               "rows": rows}, indent=2))
+    if scenario.num_focal == 0:
+        raise ValueError(f"scenario {scenario.id!r} has no focal slot: the demo plays focal "
+                         "policies")
+    run = {"scenario": scenario.to_dict(), "rounds": args.rounds, "num_envs": args.num_envs,
+           "seed": args.seed}
+    with open_run(args.out, "demo", run, overwrite=args.overwrite) as folder:
+        out = folder.path
+        focal = scenario.env_config.focal_slots
+        b, c = scenario.benefit, scenario.cost
+        print(f"scenario {scenario.id}: {scenario.description}")
+        print(f"{args.rounds} rounds x {args.num_envs} games per policy; full cooperation pays "
+              f"b - c = {b - c:g} per round\n")
+        header = (f"{'focal policy':28s} {'focal payoff/round':>19s} {'focal Good':>11s} "
+                  f"{'all Good':>9s}")
+        print(header)
+        print("-" * len(header))
+        rows, curves, pictures = [], {}, {}
+        for name, spec in DEMO_POLICIES.items():
+            good, payoff, records = play_focal_policy(scenario, spec, args.rounds,
+                                                      args.num_envs, args.seed)
+            focal_good = float(np.mean([r["reputation_after"][focal].mean() for r in records]))
+            rows.append({"policy": name, "spec": spec,
+                         "focal_payoff": float(payoff[focal].mean()),
+                         "focal_good_fraction_game0": focal_good,
+                         "good_fraction": float(good.mean())})
+            print(f"{name:28s} {payoff[focal].mean():19.3f} {focal_good:11.3f} "
+                  f"{good.mean():9.3f}")
+            curves[name] = good
+            pictures[name] = render_rgb(records, focal, records[-1]["reputation_after"])
+        fig, axes = plt.subplots(1 + len(pictures), 1,
+                                 figsize=(8, 2.2 + 2.2 * len(pictures)),
+                                 gridspec_kw={"height_ratios": [1.4] + [1] * len(pictures)})
+        for name, good in curves.items():
+            axes[0].plot(good, label=name)
+        axes[0].set(xlabel="round", ylabel="fraction Good", ylim=(0, 1.02),
+                    title=f"{scenario.id}: reputations under three focal policies")
+        axes[0].legend(fontsize=8, loc="lower right")
+        for ax, (name, img) in zip(axes[1:], pictures.items(), strict=True):
+            ax.imshow(img, interpolation="nearest", aspect="auto")
+            ax.set(title=f"{name}: last 48 rounds of game 0 (rows = agents, blue = focal; "
+                         "green Good / red Bad; dot white C / black D)", xticks=[], yticks=[])
+            ax.title.set_fontsize(8)
+        fig.tight_layout()
+        save_figure(fig, out / "demo.png", dpi=120)
+        plt.close(fig)
+        write_json(out / "demo.json", {"scenario": scenario.id, "rounds": args.rounds,
+                                       "num_envs": args.num_envs, "seed": args.seed,
+                                       "rows": rows})
+        folder.complete()
     print(f"\nwrote {out / 'demo.png'} and {out / 'demo.json'}")
     return 0
 
@@ -121,36 +187,91 @@ def _parse_value(text: str):
         return text
 
 
+def _overrides(items: list[str] | None) -> dict:
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = _parse_value(value)
+    return overrides
+
+
+def _check_resume_options(args, run) -> None:
+    """Options given with --resume must agree with the run's own (it continues with those)."""
+    def refuse(option: str, given, stored) -> None:
+        raise ValueError(f"--resume {args.resume}: {option} {given} contradicts the run's "
+                         f"{stored} (a resumed run continues with its own options; start a new "
+                         "run in another folder to change them)")
+
+    if args.overwrite:
+        raise ValueError("--resume continues the run in its folder; --overwrite would clear it: "
+                         "give one of them")
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ValueError(f"--resume {args.resume} writes into its own folder; --out "
+                         f"{args.out} names another one")
+    if args.algo is not None and args.algo != run.algo:
+        refuse("--algo", args.algo, run.algo)
+    seeds = tuple(args.seeds) if args.seeds else (args.seed,) if args.seed is not None else None
+    if seeds is not None and seeds != run.seeds:
+        refuse("--seeds" if args.seeds else "--seed", " ".join(map(str, seeds)),
+               "seeds " + " ".join(map(str, run.seeds)))
+    for option, given, name, stored in (
+            ("--rounds", args.rounds, "rounds", run.rounds),
+            ("--num-envs", args.num_envs, "num_envs", run.num_envs),
+            ("--eval-envs", args.eval_envs, "eval_envs", run.eval_envs),
+            ("--eval-rounds", args.eval_rounds, "eval_rounds", run.resolved_eval_rounds()),
+            ("--init", args.init, "init_policy", run.init_policy)):
+        if given is not None and given != stored:
+            refuse(option, given, f"{name} {stored}")
+    if args.device is not None:
+        from .train import check_device
+
+        if check_device(args.device) != run.device:
+            refuse("--device", args.device, f"device {run.device}")
+    if args.set:
+        changed = dataclasses.replace(run, algo_config={**run.algo_config,
+                                                        **_overrides(args.set)})
+        given, stored = (dataclasses.asdict(c.learner_config()) for c in (changed, run))
+        diff = sorted(k for k in given if given[k] != stored[k])
+        if diff:
+            refuse("--set", ", ".join(f"{k}={given[k]}" for k in diff),
+                   ", ".join(f"{k}={stored[k]}" for k in diff))
+    source = args.scenario or args.config
+    if source is not None:
+        scenario = get_scenario(source)
+        if scenario.content_hash() != run.scenario_data.content_hash():
+            refuse("--scenario" if args.scenario else "--config", source,
+                   f"scenario {run.scenario_data.id} as it was when the run started (the run "
+                   "keeps its own copy; was the file edited since?)")
+
+
 def _cmd_train(args) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig, load_run_config, train
 
     if args.resume:
-        import torch
-
-        ckpt = Path(args.resume) / "checkpoint.pt"
-        if not ckpt.is_file():
-            raise ValueError(f"--resume: no checkpoint.pt in {args.resume}")
-        stored = torch.load(ckpt, weights_only=False)["config"]
-        stored["seeds"] = tuple(stored["seeds"])
-        config, out, resume = TrainConfig(**stored), Path(args.resume), True
+        config = load_run_config(args.resume)
+        _check_resume_options(args, config)
+        if args.checkpoint_every is not None:
+            config = dataclasses.replace(config, checkpoint_every=args.checkpoint_every)
+        out, resume = Path(args.resume), True
     else:
         scenario = args.scenario or args.config
         if scenario is None:
             raise ValueError("train needs --scenario ID, --config FILE or --resume DIR")
         if args.out is None:
             raise ValueError("train needs --out DIR")
-        overrides = {}
-        for item in args.set or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-            overrides[key] = _parse_value(value)
-        seeds = tuple(args.seeds) if args.seeds else (args.seed,)
-        config = TrainConfig(scenario=scenario, algo=args.algo, seeds=seeds, rounds=args.rounds,
-                             num_envs=args.num_envs, algo_config=overrides, device=args.device,
-                             init_policy=args.init)
+        seeds = tuple(args.seeds) if args.seeds else (0 if args.seed is None else args.seed,)
+        options = {name: value for name, value in (
+            ("algo", args.algo), ("rounds", args.rounds), ("num_envs", args.num_envs),
+            ("eval_envs", args.eval_envs), ("eval_rounds", args.eval_rounds),
+            ("device", args.device), ("checkpoint_every", args.checkpoint_every))
+            if value is not None}
+        config = TrainConfig(scenario=scenario, seeds=seeds, algo_config=_overrides(args.set),
+                             init_policy=args.init, **options)
         out, resume = Path(args.out), False
-    metrics = train(config, out, resume=resume, progress=not args.quiet)
+    metrics = train(config, out, resume=resume, overwrite=args.overwrite,
+                    progress=not args.quiet)
     for m in metrics:
         pol = m["policy"]
         action = " ".join(f"{k}:{v:.2f}" for k, v in pol["action"].items())
@@ -162,15 +283,25 @@ def _cmd_train(args) -> int:
 
 def _cmd_reference(args) -> int:
     from .evaluation import reference
+    from .runfolder import open_run, write_json
 
-    scenario = args.scenario or args.config
-    if scenario is None:
+    source = args.scenario or args.config
+    if source is None:
         raise ValueError("reference needs --scenario ID or --config FILE")
-    ref = reference(scenario, search_envs=args.search_envs, confirm_envs=args.confirm_envs,
-                    seed=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reference.json").write_text(json.dumps(ref, indent=2))
+    scenario = get_scenario(source)
+    if scenario.num_focal == 0:  # checked here too: the folder is only touched for a valid run
+        raise ValueError(f"scenario {scenario.id!r} has no focal slot: a reference is the best "
+                         "policy of its learners, and it has none")
+    if args.confirm_envs < 2:
+        raise ValueError(f"--confirm-envs must be at least 2 (an interval needs two games), got "
+                         f"{args.confirm_envs}")
+    run = {"scenario": scenario.to_dict(), "search_envs": args.search_envs,
+           "confirm_envs": args.confirm_envs, "rounds": args.rounds, "seed": args.seed}
+    with open_run(args.out, "reference", run, overwrite=args.overwrite) as folder:
+        ref = reference(scenario, search_envs=args.search_envs, confirm_envs=args.confirm_envs,
+                        rounds=args.rounds, seed=args.seed)
+        write_json(folder.path / "reference.json", ref)
+        folder.complete()
     print(f"{ref['scenario']}: reference payoff {ref['reference_payoff']:.3f} "
           f"± {ref['reference_ci95']:.3f} ({ref['kind']}, regime {ref['regime']}; "
           f"b - c = {ref['full_cooperation_payoff']:g})")
@@ -181,39 +312,85 @@ def _cmd_reference(args) -> int:
         decisive = [f"{c['head']}:{c['context']}" for c in ref["decisive_contexts"]
                     if c["decisive"]]
         print(f"  decisive contexts: {', '.join(decisive) or 'none'}")
-    print(f"wrote {out / 'reference.json'} in {ref['seconds']:.1f} s")
+    print(f"wrote {folder.path / 'reference.json'} in {ref['seconds']:.1f} s")
     return 0
+
+
+def _run_metrics(run: Path) -> list[tuple[Path, dict]]:
+    """The per-seed metrics files of a finished training run folder."""
+    from .runfolder import read_json, read_manifest
+
+    if not run.is_dir():
+        raise ValueError(f"--run {run}: no such folder")
+    manifest = read_manifest(run)
+    if manifest is not None and manifest["kind"] != "train":
+        raise ValueError(f"--run {run} holds a {manifest['kind']} run, not a training run")
+    if manifest is not None and manifest["status"] != "complete":
+        raise ValueError(f"--run {run}: the run is not finished (status {manifest['status']}); "
+                         f"continue it with reciprocity train --resume {run}")
+    paths = [run / "metrics.json"] if (run / "metrics.json").is_file() else sorted(
+        (p for p in run.glob("seed_*/metrics.json") if p.parent.name[5:].isdigit()),
+        key=lambda p: int(p.parent.name[5:]))
+    if not paths:
+        raise ValueError(f"--run {run}: no metrics.json or seed_*/metrics.json (not a finished "
+                         "training run)")
+    return [(p, read_json(p, "--run", required=METRICS_KEYS)) for p in paths]
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_run, reference
+    from .envs.scenarios import Scenario
+    from .evaluation import evaluate_run, mean_ci95, reference
+    from .runfolder import locked, read_json, write_json
 
     run = Path(args.run)
-    path = run / "metrics.json"
-    if not path.is_file():
-        raise ValueError(f"--run: no metrics.json in {run}")
-    metrics = json.loads(path.read_text())
+    runs = _run_metrics(run)
+    first = runs[0][1]
     if args.reference:
-        ref_path = Path(args.reference) / "reference.json"
-        if not ref_path.is_file():
-            raise ValueError(f"--reference: no reference.json in {args.reference}")
-        ref = json.loads(ref_path.read_text())
-    else:
-        from .envs.scenarios import Scenario
-
-        # the run stores its scenario as data, so files need not be at hand any more
-        ref = reference(Scenario.from_dict(metrics["config"]["scenario"], source="run config"))
-    result = evaluate_run(metrics, ref)
-    metrics["evaluation"] = result
-    path.write_text(json.dumps(metrics, indent=2))
-    perf = result["reference_performance"]
-    perf = "n/a (reference <= 0)" if perf != perf else f"{perf:.3f}"
-    print(f"{metrics['scenario']} {metrics['algo']} seed {metrics['seed']}: "
-          f"payoff {metrics['per_interaction_payoff']:.3f} / reference "
-          f"{result['reference_payoff']:.3f} = {perf}; "
-          f"adherence {result['adherence']:.3f}; constant-output "
-          f"{result['constant_output'][next(iter(result['constant_output']))]}")
+        ref = read_json(Path(args.reference) / "reference.json", "--reference",
+                        required=REFERENCE_KEYS)
+    else:  # the run stores its scenario as data, so files need not be at hand any more
+        scenario = Scenario.from_dict(first["config"]["scenario"],
+                                      source=f"{runs[0][0]} (config.scenario)")
+        eval_envs = first["config"]["train"].get("eval_envs", 256)
+        ref = reference(scenario, rounds=first["evaluation_protocol"]["rounds"],
+                        confirm_envs=eval_envs)  # paired with the run's evaluation games
+    results = [evaluate_run(m, ref) for _, m in runs]  # refuses another game or protocol
+    with locked(run):
+        for (path, m), result in zip(runs, results, strict=True):
+            m["evaluation"] = result
+            write_json(path, m)
+        if len(runs) > 1:
+            summary_path = run / "summary.json"
+            summary = read_json(summary_path, "--run") if summary_path.is_file() else {}
+            perf = mean_ci95([r["reference_performance"] for r in results])
+            adher = mean_ci95([r["adherence"] for r in results])
+            summary["evaluation"] = {
+                "reference_payoff": ref["reference_payoff"],
+                "reference_performance": {"mean": perf[0], "ci95": perf[1]},
+                "adherence": {"mean": adher[0], "ci95": adher[1]},
+                "seeds": [m["seed"] for _, m in runs]}
+            write_json(summary_path, summary)
+    for (_, m), result in zip(runs, results, strict=True):
+        perf = result["reference_performance"]
+        perf = "n/a (reference <= 0)" if perf != perf else f"{perf:.3f}"
+        print(f"{m['scenario']} {m['algo']} seed {m['seed']}: "
+              f"payoff {m['per_interaction_payoff']:.3f} / reference "
+              f"{result['reference_payoff']:.3f} = {perf}; "
+              f"adherence {result['adherence']:.3f}; constant-output "
+              f"{result['constant_output'][next(iter(result['constant_output']))]}")
+    if len(runs) > 1:
+        stats = summary["evaluation"]
+        print(f"{len(runs)} seeds: reference performance "
+              f"{_mean_text(stats['reference_performance'])}, adherence "
+              f"{_mean_text(stats['adherence'])} (mean ± 95% interval)")
     return 0
+
+
+def _mean_text(stat: dict) -> str:
+    mean, half = stat["mean"], stat["ci95"]
+    if mean != mean:
+        return "n/a"
+    return f"{mean:.3f}" if half != half else f"{mean:.3f} ± {half:.3f}"
 
 
 def _cmd_benchmark(args) -> int:
@@ -228,7 +405,7 @@ def _cmd_benchmark(args) -> int:
         confirm_envs=args.confirm_envs, workers=args.workers)
     for s in cfg.scenarios:
         get_scenario(s)
-    records = run_benchmark(cfg, args.out, progress=not args.quiet)
+    records = run_benchmark(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
     print(results_table(records))
     print(f"wrote {args.out}/results.json and {Path(args.out).with_suffix('.md')}")
     return 0
@@ -243,7 +420,8 @@ def _cmd_flagship(args) -> int:
     print(f"{scenario}: {get_scenario(scenario).description}")
     print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
           f"{cfg.rounds} rounds each, and the exhaustive reference (4096 policies)...")
-    records = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False)
+    records = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False,
+                            overwrite=args.overwrite)
     print()
     print(results_table(records))
     print(f"\nplot: {Path(args.out) / (scenario + '.png')}; records: "
@@ -251,93 +429,179 @@ def _cmd_flagship(args) -> int:
     return 0
 
 
+def _add_output_options(p, out_help: str, default: str | None = None) -> None:
+    p.add_argument("--out", default=default, required=default is None and out_help != "",
+                   help=out_help)
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear the output folder first if it holds another run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .benchmark import BenchmarkConfig as BenchmarkDefaults
 
     parser = argparse.ArgumentParser(prog="reciprocity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of a one-line message")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error instead of a one-line message "
+                             "(default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("scenarios", help="list the registered scenarios")
+
+    def command(name: str, help_text: str):
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common],
+                              formatter_class=_HelpFormatter)
+
+    p = command("scenarios", "list the registered scenarios")
     p.set_defaults(func=_cmd_scenarios)
-    p = sub.add_parser("demo", help="play fixed focal policies on a scenario and save plots")
+
+    p = command("demo", "play fixed focal policies on a scenario and save plots")
     p.add_argument("--scenario", default="discriminators-vs-defectors-v0",
-                   help="scenario id or file (default: the flagship)")
-    p.add_argument("--rounds", type=int, default=200)
-    p.add_argument("--num-envs", type=int, default=64, help="games played in parallel")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo", help="output folder")
+                   help="scenario id or file")
+    p.add_argument("--rounds", type=_count, default=200, help="rounds per game")
+    p.add_argument("--num-envs", type=_count, default=64, help="games played in parallel")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the games")
+    _add_output_options(p, "output folder (demo.png, demo.json)", "runs/demo")
     p.set_defaults(func=_cmd_demo)
-    p = sub.add_parser("train", help="train learners on a scenario")
+
+    p = command("train", "train learners on a scenario")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--scenario", help="scenario id")
+    src.add_argument("--scenario", help="scenario id (default: none; one of --scenario, "
+                     "--config or --resume is needed)")
     src.add_argument("--config", help="scenario file (.json / .yaml)")
-    src.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
-    p.add_argument("--algo", default="rg", choices=["rg", "ppo", "reinforce"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, nargs="+", help="several seeds, trained together")
-    p.add_argument("--rounds", type=int, default=2000,
-                   help="interaction budget: rounds played in each game (default 2000)")
-    p.add_argument("--num-envs", type=int, default=16, help="games per seed (default 16)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the stopped run in DIR with its own options and scenario; "
+                        "options given beside it must agree with the run's")
+    p.add_argument("--algo", choices=["rg", "ppo", "reinforce"],
+                   help="learning algorithm (default: rg)")
+    p.add_argument("--seed", type=_seed, help="seed of a single run (default: 0)")
+    p.add_argument("--seeds", type=_seed, nargs="+",
+                   help="several seeds, trained together; each gives the numbers it gives alone "
+                        "(default: --seed)")
+    p.add_argument("--rounds", type=_count,
+                   help="interaction budget: rounds played in each game, exactly, for every "
+                        "algorithm (default: 2000)")
+    p.add_argument("--num-envs", type=_count, help="games per seed (default: 16)")
+    p.add_argument("--eval-envs", type=_count,
+                   help="evaluation games per learner after training (default: 256)")
+    p.add_argument("--eval-rounds", type=_count,
+                   help="rounds per evaluation game (default: the scenario's max_rounds)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="algorithm hyper-parameter override, e.g. --set horizon=40")
-    p.add_argument("--device", default="cpu")
+                   help="algorithm hyper-parameter override, repeatable, e.g. --set horizon=40 "
+                        "(default: the algorithm's defaults)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--init", metavar="STRATEGY",
-                   help="start every learner from a strategy, e.g. disc+L6 (tabular policies)")
-    p.add_argument("--out", help="output folder")
+                   help="start every learner from a strategy, e.g. disc+L6 (tabular policies; "
+                        "default: uniform 0.5)")
+    p.add_argument("--checkpoint-every", metavar="N|Ns",
+                   help="checkpoint every N updates, or every N seconds with a trailing s "
+                        "(e.g. 300s); 0: only at the end (default: 10 evenly spaced, plus one "
+                        "at the end)")
+    p.add_argument("--out", help="output folder (required unless --resume)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear the output folder first if it holds another run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("reference", help="exhaustive reference optimum of a scenario")
+
+    p = command("reference", "exhaustive reference optimum of a scenario")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--scenario", help="scenario id")
+    src.add_argument("--scenario", help="scenario id (this or --config is required)")
     src.add_argument("--config", help="scenario file (.json / .yaml)")
-    p.add_argument("--search-envs", type=int, default=32,
-                   help="games per policy in the exhaustive search (default 32)")
-    p.add_argument("--confirm-envs", type=int, default=256,
-                   help="fresh games re-measuring the best policy and its flips (default 256)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (reference.json)")
+    p.add_argument("--search-envs", type=_count, default=32,
+                   help="games per policy in the exhaustive search")
+    p.add_argument("--confirm-envs", type=_count, default=256,
+                   help="fresh games re-measuring the best policy and its flips (at least 2)")
+    p.add_argument("--rounds", type=_count,
+                   help="rounds per evaluation game, as in the runs it is compared with "
+                        "(default: the scenario's max_rounds)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the search games")
+    _add_output_options(p, "output folder (reference.json)")
     p.set_defaults(func=_cmd_reference)
-    p = sub.add_parser("evaluate", help="adherence and reference performance of a run")
-    p.add_argument("--run", required=True, help="a train output folder (metrics.json)")
-    p.add_argument("--reference", help="a reference output folder (default: compute it)")
+
+    p = command("evaluate", "adherence and reference performance of a training run (every "
+                            "seed, plus a summary)")
+    p.add_argument("--run", required=True, help="a train output folder")
+    p.add_argument("--reference",
+                   help="a reference output folder; it must be for the run's scenario and "
+                        "evaluation rounds (default: compute it)")
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser("benchmark", help="all scenarios x algorithms x seeds -> results table")
-    p.add_argument("--out", default="docs/results", help="output folder (default docs/results)")
+
+    p = command("benchmark", "all scenarios x algorithms x seeds -> results table")
+    _add_output_options(p, "output folder; the table goes to the .md file beside it",
+                        "docs/results")
     p.add_argument("--scenarios", nargs="+", help="scenario ids (default: the catalogue)")
-    p.add_argument("--algos", nargs="+", choices=["rg", "ppo", "reinforce"])
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=BenchmarkDefaults.rounds,
+    p.add_argument("--algos", nargs="+", choices=["rg", "ppo", "reinforce"],
+                   help="algorithms (default: all three)")
+    p.add_argument("--seeds", type=_count, default=5, help="seeds 0 .. N-1 per scenario and "
+                   "algorithm")
+    p.add_argument("--rounds", type=_count, default=BenchmarkDefaults.rounds,
                    help="rounds per game for every algorithm")
-    p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--eval-envs", type=int, default=256)
-    p.add_argument("--search-envs", type=int, default=32)
-    p.add_argument("--confirm-envs", type=int, default=256)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--num-envs", type=_count, default=16, help="games per seed")
+    p.add_argument("--eval-envs", type=_count, default=256,
+                   help="evaluation games per learner")
+    p.add_argument("--search-envs", type=_count, default=32,
+                   help="games per policy in the reference search")
+    p.add_argument("--confirm-envs", type=_count, default=256,
+                   help="games confirming the reference (equal to --eval-envs: paired games)")
+    p.add_argument("--workers", type=_count, default=2, help="processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_benchmark)
-    p = sub.add_parser("flagship", help="main job: RG vs PPO on the flagship scenario")
-    p.add_argument("--out", default="runs/flagship")
+
+    p = command("flagship", "main job: RG vs PPO on the flagship scenario")
+    _add_output_options(p, "output folder", "runs/flagship")
     p.add_argument("--algos", nargs="+", default=["rg", "ppo"],
-                   choices=["rg", "ppo", "reinforce"])
-    p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=BenchmarkDefaults.rounds)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--quiet", action="store_true")
+                   choices=["rg", "ppo", "reinforce"], help="algorithms")
+    p.add_argument("--seeds", type=_count, default=2, help="seeds 0 .. N-1 per algorithm")
+    p.add_argument("--rounds", type=_count, default=BenchmarkDefaults.rounds,
+                   help="rounds per game for every algorithm")
+    p.add_argument("--workers", type=_count, default=2, help="processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_flagship)
     from .sweep import add_parser as add_sweep_parser
 
-    add_sweep_parser(sub)
+    add_sweep_parser(sub, parents=[common], formatter_class=_HelpFormatter)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0, 1 unexpected error, 2 user mistake, 130
+    interrupted). Errors are printed on one line unless ``--debug``."""
     args = build_parser().parse_args(argv)
+    from .runfolder import RunInterrupted
+
     try:
         return args.func(args)
-    except (ValueError, ImportError) as err:  # bad input, or a missing optional extra
+    except RunInterrupted as err:
+        print(err, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, ImportError, OSError) as err:  # bad input, a missing extra, the disk
+        if args.debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    """The ``reciprocity`` command (the console script): :func:`main` with torch's portable CPU
+    kernels. The vectorised ones (AVX2, AVX512) round exp, tanh, ... differently in the tail of
+    an array, so a learner's last bits would depend on which other seeds share its batch; the
+    portable ones compute every element alike. Torch reads the setting once, before it computes
+    anything; an explicit setting in the environment is kept."""
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -27,6 +27,7 @@ from collections import Counter
 
 import numpy as np
 
+from .agents.checks import check_int
 from .envs.config import EnvConfig, strategy_tables
 from .envs.core import BatchedGame, sample_round_noise
 from .envs.evaluate import evaluate_focal_tables
@@ -137,6 +138,27 @@ def ideal_norm(env_config: EnvConfig) -> str | list[int]:
             return background
         return names[0] if names else to_display_order(table).astype(int).tolist()
     return background
+def evaluation_protocol(scenario: Scenario, rounds: int | None = None) -> dict:
+    """What a payoff measurement means (rounds per evaluation game from the scenario's initial
+    reputations). A run and its reference must have the same protocol to be compared."""
+    return {"rounds": scenario.max_rounds if rounds is None else rounds}
+
+
+def check_comparable(metrics: dict, ref: dict) -> None:
+    """Refuse to score a run against a reference of another game: the scenario ids must match,
+    and so must the scenario content hashes and evaluation protocols where both record them."""
+    if metrics["scenario"] != ref["scenario"]:
+        raise ValueError(f"reference is for {ref['scenario']!r}, run is {metrics['scenario']!r}")
+    run_hash, ref_hash = metrics.get("scenario_hash"), ref.get("scenario_hash")
+    if run_hash is not None and ref_hash is not None and run_hash != ref_hash:
+        raise ValueError(f"the run's scenario {metrics['scenario']!r} is not the reference's: "
+                         f"same id, different contents (hash {run_hash[:12]}... vs "
+                         f"{ref_hash[:12]}...)")
+    run_protocol, ref_protocol = metrics.get("evaluation_protocol"), ref.get("protocol")
+    if run_protocol is not None and ref_protocol is not None and run_protocol != ref_protocol:
+        raise ValueError(f"the run was evaluated with {run_protocol}, the reference with "
+                         f"{ref_protocol}: payoffs are not comparable (recompute the reference "
+                         "with the run's protocol)")
 
 
 def reference(scenario: str | Scenario, *, search_envs: int = 32,
@@ -145,10 +167,19 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32,
     """The reference of a scenario (spec §6) as a JSON-able dict."""
     scenario = get_scenario(scenario)
     env_config = scenario.env_config
+    check_int("search_envs", search_envs, minimum=1)
+    check_int("confirm_envs", confirm_envs, minimum=2)  # an interval needs two games
+    if rounds is not None:
+        check_int("rounds", rounds, minimum=1)
+    if env_config.focal_slots.size == 0:
+        raise ValueError(f"scenario {scenario.id!r} has no focal slot: a reference is the best "
+                         "policy of its learners, and it has none")
     start = time.perf_counter()
     rounds = env_config.max_rounds if rounds is None else rounds
     b, c = env_config.params.benefit, env_config.params.cost
-    out = {"scenario": scenario.id, "rounds": rounds, "full_cooperation_payoff": b - c}
+    out = {"scenario": scenario.id, "scenario_hash": scenario.content_hash(),
+           "protocol": evaluation_protocol(scenario, rounds), "rounds": rounds,
+           "full_cooperation_payoff": b - c}
     if env_config.focal_slots.size > 1:
         norm = ideal_norm(env_config)
         ideal = parse_strategy({"action": "disc", "assess": norm})
@@ -213,8 +244,7 @@ def evaluate_run(metrics: dict, ref: dict) -> dict:
 
     ``metrics`` is a run's metrics.json, ``ref`` the scenario's reference.json.
     """
-    if metrics["scenario"] != ref["scenario"]:
-        raise ValueError(f"reference is for {ref['scenario']!r}, run is {metrics['scenario']!r}")
+    check_comparable(metrics, ref)
     payoff = metrics["per_interaction_payoff"]
     # a ratio to a reference payoff <= 0 (e.g. among defectors, where 0 is optimal) is
     # meaningless: reported as nan and shown as n/a

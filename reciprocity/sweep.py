@@ -41,7 +41,6 @@ import itertools
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from .benchmark import build_record
+from .runfolder import RunFolder, open_run, write_json
 
 __all__ = ["BACKENDS", "SweepGrid", "SweepJob", "add_parser", "build_record", "expand",
            "load_grid", "run_sweep"]
@@ -183,9 +183,13 @@ class SweepGrid:
                 if not isinstance(values, list | tuple):
                     values = [values]
                 values = _nonempty_list(values, f"params.{algo}.{name}", source)
-                checked[algo][str(name)] = [
-                    _check_value(v, defaults[name], f"params.{algo}.{name}", source)
-                    for v in values]
+                values = [_check_value(v, defaults[name], f"params.{algo}.{name}", source)
+                          for v in values]
+                if len({json.dumps(v) for v in values}) != len(values):
+                    # two equal combinations would train into the same folder at once
+                    raise ValueError(f"{source}: params.{algo}.{name} must hold distinct values, "
+                                     f"got {values}")
+                checked[algo][str(name)] = values
         description = data.get("description", "")
         if not isinstance(description, str):
             raise ValueError(f"{source}: description must be a string, got {description!r}")
@@ -255,6 +259,11 @@ def expand(grid: SweepGrid) -> list[SweepJob]:
             for values in itertools.product(*(space[n] for n in names)):
                 params = dict(zip(names, values, strict=True))
                 jobs.append(SweepJob(s, sid, algo, params, _tag(params)))
+    folders = [(j.scenario_id, j.algo, j.tag) for j in jobs]
+    if len(set(folders)) != len(folders):
+        clash = next(f for f in folders if folders.count(f) > 1)
+        raise ValueError(f"grid: two hyper-parameter combinations map to the same folder "
+                         f"runs/{'/'.join(clash)}; make their values distinguishable")
     return jobs
 
 
@@ -272,17 +281,22 @@ def _reference_job(scenario: str, search_envs: int, confirm_envs: int,
     return reference(scenario, search_envs=search_envs, confirm_envs=confirm_envs, rounds=rounds)
 
 
+def _train_config(job: SweepJob, grid: SweepGrid):
+    from .train import TrainConfig
+
+    return TrainConfig(job.scenario, algo=job.algo, seeds=grid.seeds, rounds=grid.rounds,
+                       num_envs=grid.num_envs, eval_envs=grid.eval_envs,
+                       eval_rounds=grid.eval_rounds, algo_config=dict(job.params),
+                       checkpoint_every=0, save_checkpoint=False, tensorboard=False)
+
+
 def _train_job(job: SweepJob, grid: SweepGrid, out: str) -> list[dict]:
     import torch
 
-    from .train import TrainConfig, train
+    from .train import train
 
     torch.set_num_threads(1)
-    config = TrainConfig(job.scenario, algo=job.algo, seeds=grid.seeds, rounds=grid.rounds,
-                         num_envs=grid.num_envs, eval_envs=grid.eval_envs,
-                         eval_rounds=grid.eval_rounds, algo_config=dict(job.params),
-                         checkpoint_every=0, save_checkpoint=False, tensorboard=False)
-    return train(config, job.run_dir(Path(out)), progress=False)
+    return train(_train_config(job, grid), job.run_dir(Path(out)), progress=False)
 
 
 def _cost(job: SweepJob) -> float:
@@ -343,20 +357,29 @@ def _run_ray(calls: list[tuple], workers: int, bar, address: str | None) -> list
             ray.shutdown()
 
 
-def run_sweep(grid: SweepGrid | Mapping | str | Path, out: str | Path, *, backend: str = "local",
-              workers: int = 2, progress: bool = True, ray_address: str | None = None
-              ) -> list[dict]:
+def run_config(grid: SweepGrid) -> dict:
+    """What determines a sweep's results: the grid and the content of each of its scenarios."""
+    from .envs.scenarios import get_scenario
+
+    return {"grid": grid.to_dict(),
+            "scenario_hashes": {s: get_scenario(s).content_hash() for s in grid.scenarios}}
+
+
+def run_sweep(grid: SweepGrid | Mapping | str | Path, out: str | Path | RunFolder, *,
+              backend: str = "local", workers: int = 2, progress: bool = True,
+              ray_address: str | None = None, overwrite: bool = False) -> list[dict]:
     """Run a sweep and write its outputs; returns the results records.
 
     Args:
         grid: a :class:`SweepGrid`, a mapping or a grid file.
-        out: output folder.
+        out: output folder (a folder holding another run is refused unless ``overwrite``), or
+            a :class:`~reciprocity.runfolder.RunFolder` opened by the caller, who then marks it
+            complete.
         backend: ``"local"`` (process pool of ``workers``) or ``"ray"`` (Ray tasks; a local
             Ray instance with ``workers`` CPUs unless Ray is already initialised or
             ``ray_address`` / ``RAY_ADDRESS`` names a cluster).
+        overwrite: clear ``out`` first if it holds another run.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(grid, SweepGrid):
         grid = load_grid(grid) if isinstance(grid, str | Path) else SweepGrid.from_dict(grid)
     if backend not in BACKENDS:
@@ -364,9 +387,24 @@ def run_sweep(grid: SweepGrid | Mapping | str | Path, out: str | Path, *, backen
     if backend == "ray":
         _import_ray()
     workers = _positive_int(workers, "workers", "sweep")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.json").write_text(json.dumps(grid.to_dict(), indent=2))
+    for job in expand(grid):  # every combination is valid before anything runs
+        try:
+            _train_config(job, grid)
+        except ValueError as err:
+            raise ValueError(f"grid: {job.scenario_id} {job.algo} {job.tag}: {err}") from None
+    if isinstance(out, RunFolder):
+        return _sweep(grid, out.path, backend, workers, progress, ray_address)
+    with open_run(out, "sweep", run_config(grid), overwrite=overwrite) as folder:
+        records = _sweep(grid, folder.path, backend, workers, progress, ray_address)
+        folder.complete()
+    return records
+
+
+def _sweep(grid: SweepGrid, out: Path, backend: str, workers: int, progress: bool,
+           ray_address: str | None) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    write_json(out / "grid.json", grid.to_dict())
     start = time.perf_counter()
     jobs = expand(grid)
     order = sorted(range(len(jobs)), key=lambda k: -_cost(jobs[k]))  # longest first
@@ -386,21 +424,21 @@ def run_sweep(grid: SweepGrid | Mapping | str | Path, out: str | Path, *, backen
     runs = dict(zip(order, results[len(grid.scenarios):], strict=True))
     (out / "references").mkdir(exist_ok=True)
     for ref in refs.values():
-        (out / "references" / f"{ref['scenario']}.json").write_text(json.dumps(ref, indent=2))
+        write_json(out / "references" / f"{ref['scenario']}.json", ref)
     records = []
     for k, job in enumerate(jobs):  # grid order
         metrics, ref = runs[k], refs[job.scenario]
         run_dir = job.run_dir(out)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "params.json").write_text(json.dumps(job.params, indent=2))
+        write_json(run_dir / "params.json", job.params)
         record = build_record(job.scenario_id, job.algo, metrics, ref, job.params, run_dir)
         record["run"] = job.run_dir(out).relative_to(out).as_posix()
         records.append(record)
-    (out / "results.json").write_text(json.dumps(records, indent=2))
+    write_json(out / "results.json", records)
     meta = {"grid": grid.to_dict(), "backend": backend, "workers": workers,
             "jobs": len(calls), "wall_seconds": time.perf_counter() - start,
             "cpu_count": os.cpu_count()}
-    (out / "sweep.json").write_text(json.dumps(meta, indent=2))
+    write_json(out / "sweep.json", meta)
     return records
 
 
@@ -426,31 +464,55 @@ def summary_table(records: list[dict]) -> str:
 
 def _cmd_sweep(args) -> int:
     grid = load_grid(args.grid)
-    try:
-        records = run_sweep(grid, args.out, backend=args.backend, workers=args.workers,
-                            progress=not args.quiet, ray_address=args.ray_address)
-    except ImportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    records = run_sweep(grid, args.out, backend=args.backend, workers=args.workers,
+                        progress=not args.quiet, ray_address=args.ray_address,
+                        overwrite=args.overwrite)
     print(summary_table(records))
     print(f"wrote {Path(args.out) / 'results.json'} ({len(records)} records)")
     return 0
 
 
-def add_parser(subparsers) -> Any:
-    """Register the ``sweep`` subcommand (and its handler) on an argparse subparsers object."""
+#: ``reciprocity sweep --help``: the module docstring's usage, in plain text.
+_DESCRIPTION = """\
+A grid of scenarios x algorithms x hyper-parameter values, on local processes or Ray.
+
+    reciprocity sweep --grid sweep.yaml --backend local --out runs/sweep --workers 2
+    reciprocity sweep --grid sweep.yaml --backend ray  --out runs/sweep
+
+The grid file (YAML or JSON) is a mapping:
+
+    scenarios: [L6-v0, discriminators-vs-defectors-v0]   # ids or scenario files
+    algos: [rg, ppo]
+    seeds: [0, 1, 2]            # or a count: 3 -> seeds 0, 1, 2
+    rounds: 500                 # interaction budget: rounds in each game (all algorithms)
+    num_envs: 16                # games per seed
+    params:                     # per algorithm: hyper-parameter -> list of distinct values
+      rg: {horizon: [10, 25]}
+      ppo: {lr: [0.01, 0.05], rounds_per_update: [50]}
+
+Optional keys: eval_envs (256), eval_rounds (the scenario's max_rounds), search_envs (32),
+confirm_envs (= eval_envs), description. Outputs in --out: results.json, runs/, references/,
+grid.json, sweep.json, run.json.
+"""
+
+
+def add_parser(subparsers, **kwargs) -> Any:
+    """Register the ``sweep`` subcommand (and its handler) on an argparse subparsers object;
+    ``kwargs`` go to ``add_parser`` (e.g. ``parents``, ``formatter_class``)."""
+    kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
     p = subparsers.add_parser("sweep", help="scenarios x algorithms x hyper-parameter grid "
-                              "(local processes or Ray)", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              "(local processes or Ray)", description=_DESCRIPTION, **kwargs)
     p.add_argument("--grid", required=True, metavar="FILE", help="grid file (.yaml / .json)")
     p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="local: process pool; ray: Ray tasks (default local)")
-    p.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
+                   help="local: process pool; ray: Ray tasks (default: local)")
+    p.add_argument("--out", default="runs/sweep", help="output folder (default: runs/sweep)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear the output folder first if it holds another run (default: off)")
     p.add_argument("--workers", type=int, default=2,
-                   help="processes (local), or CPUs of a new local Ray instance (default 2)")
+                   help="processes (local), or CPUs of a new local Ray instance (default: 2)")
     p.add_argument("--ray-address", default=None,
                    help='Ray cluster to join, e.g. "auto" (default: $RAY_ADDRESS, else start '
                         "a local instance)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     p.set_defaults(func=_cmd_sweep)
     return p

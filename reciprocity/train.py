@@ -2,20 +2,30 @@
 
 The loop is the same for every algorithm: collect ``rounds_per_update`` rounds in every game
 with the current policies, call the learner's ``update``, log, checkpoint. The interaction budget
-is ``rounds`` rounds in each of ``num_envs`` games per seed, identical for all algorithms. After
+is exactly ``rounds`` rounds in each of ``num_envs`` games per seed, identical for all algorithms:
+when ``rounds`` is not a multiple of ``rounds_per_update`` the last collection is shorter. After
 training, every learner's policy is evaluated on fresh evaluation episodes on the core.
 
-Outputs in ``out``: ``metrics.json`` (single seed) or ``seed_<s>/metrics.json`` per seed plus
-``summary.json``; ``progress.csv`` (learning curves); TensorBoard event files in ``tb/`` when
-the ``tensorboard`` package is installed; ``checkpoint.pt`` (resume with ``resume=True``).
+Seeds are independent runs: everything random in seed s's run (games, decisions, parameter
+initialisation, minibatch shuffles) is drawn from seed s alone (see
+:mod:`~reciprocity.agents.seeding`), so a seed gives the same numbers whatever other seeds
+train beside it.
+
+Outputs in ``out`` (a run folder, see :mod:`reciprocity.runfolder`): ``run.json`` (the run's
+identity and status), ``metrics.json`` (single seed) or ``seed_<s>/metrics.json`` per seed plus
+``summary.json``; ``progress.csv`` (learning curves, rewritten at every checkpoint and at the
+end); TensorBoard event files in ``tb/`` when the ``tensorboard`` package is installed (a live
+view); ``checkpoint.pt`` (resume with ``resume=True``). Checkpoints embed the fully resolved
+scenario and every option, so a run resumes from any directory even if its scenario file has
+changed or gone.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +35,35 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .agents.checks import check_bool, check_int
 from .agents.rollout import collect
+from .envs.config import BYTES_PER_GAME_SLOT, check_memory
 from .envs.evaluate import evaluate_focal_tables
 from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, parse_strategy, to_display_order
-from .envs.scenarios import get_scenario
+from .envs.scenarios import Scenario, get_scenario
 from .envs.vector import VectorGame
-from .evaluation import EVALUATION_SEED
+from .evaluation import EVALUATION_SEED, evaluation_protocol
+from .runfolder import (
+    RunInterrupted,
+    load_checkpoint,
+    open_run,
+    save_checkpoint,
+    write_csv,
+    write_json,
+)
 
 ALGOS = ("rg", "ppo", "reinforce")
+
+#: Checkpoints of a run when ``checkpoint_every`` is None (evenly spaced, plus one at the end).
+DEFAULT_CHECKPOINTS = 10
+
+# Memory per element, measured (peak RSS) on many-learners-v0 and rounded up: a rollout per
+# (round, game, slot) (public record and learner tensors: ~70 bytes); an update per (round,
+# game, focal learner) of PPO / REINFORCE (observations, returns, minibatches: ~750-830 bytes);
+# RG's model unroll per (model round, seed, learner, game, slot) (saved for backward: ~90 bytes).
+_ROLLOUT_BYTES = 128
+_UPDATE_BYTES = 1024
+_UNROLL_BYTES = 128
 
 
 def algorithm(name: str):
@@ -52,20 +83,62 @@ def algorithm(name: str):
     raise ValueError(f"algo must be one of {ALGOS}, got {name!r}")
 
 
+def check_device(device: Any) -> str:
+    """A torch device this build can use, as a string (``"cpu"``, ``"cuda:0"``, ...)."""
+    if not isinstance(device, str | torch.device):
+        raise ValueError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device: {str(device)!r} is not a torch device (e.g. 'cpu', 'cuda', "
+                         "'cuda:1')") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {str(device)!r} is not available (this torch build has no "
+                         "CUDA or no GPU is visible); use 'cpu'")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {str(device)!r} is not supported; use 'cpu' or 'cuda'")
+    return str(device)
+
+
+def parse_checkpoint_every(value: Any) -> int | str | None:
+    """``None`` (about :data:`DEFAULT_CHECKPOINTS` evenly spaced), an int k >= 0 (every k
+    updates; 0: only at the end), or ``"<x>s"`` (every x seconds of training)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("s"):
+            try:
+                seconds = float(text[:-1])
+            except ValueError:
+                seconds = math.nan
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"checkpoint_every: {value!r} is not a positive number of "
+                                 "seconds such as '300s'")
+            return f"{seconds:g}s"
+        if text.isdigit():
+            return int(text)
+        raise ValueError(f"checkpoint_every must be a number of updates (e.g. 20) or of seconds "
+                         f"(e.g. '300s'), got {value!r}")
+    return check_int("checkpoint_every", value, minimum=0)
+
+
 @dataclass
 class TrainConfig:
     """A training run."""
 
-    scenario: str  # scenario id or path of a scenario file
+    scenario: str | Scenario  # scenario id, path of a scenario file, or a Scenario
     algo: str = "rg"  # "rg", "ppo" or "reinforce"
     seeds: tuple[int, ...] = (0,)  # independent runs, trained together (vectorised)
-    rounds: int = 2000  # interaction budget: rounds played in each game
+    rounds: int = 2000  # interaction budget: rounds played in each game (exactly)
     num_envs: int = 16  # games per seed played in lock-step
     eval_envs: int = 256  # evaluation games per learner after training (paired with the
     #                       reference's games when equal to its confirm_envs)
     eval_rounds: int | None = None  # rounds per evaluation game (default: scenario max_rounds)
     algo_config: dict[str, Any] = field(default_factory=dict)  # overrides of the algo defaults
-    checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
+    # checkpoints: None = about DEFAULT_CHECKPOINTS evenly spaced, k = every k updates,
+    # "300s" = every 300 seconds, 0 = only at the end (there is always one at the end)
+    checkpoint_every: int | str | None = None
     init_policy: str | None = None  # start every learner from this strategy spec (tabular)
     save_checkpoint: bool = True  # write checkpoint.pt (needed for resume)
     tensorboard: bool = True  # write TensorBoard events to tb/ (if tensorboard is installed)
@@ -73,15 +146,40 @@ class TrainConfig:
 
     def __post_init__(self):
         algorithm(self.algo)
-        self.seeds = tuple(int(s) for s in self.seeds)
+        self._scenario = get_scenario(self.scenario)
+        if self._scenario.num_focal == 0:
+            raise ValueError(f"scenario {self._scenario.id!r} has no focal slot: nothing to "
+                             "train")
+        if isinstance(self.seeds, str) or not isinstance(self.seeds, list | tuple):
+            raise ValueError(f"seeds must be a list of integers, got {self.seeds!r}")
+        self.seeds = tuple(check_int("seeds", s, minimum=0) for s in self.seeds)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
+        self.rounds = check_int("rounds", self.rounds, minimum=1)
+        self.num_envs = check_int("num_envs", self.num_envs, minimum=1)
+        # a confidence interval needs two games
+        self.eval_envs = check_int("eval_envs", self.eval_envs, minimum=2)
+        if self.eval_rounds is not None:
+            self.eval_rounds = check_int("eval_rounds", self.eval_rounds, minimum=1)
+        if not isinstance(self.algo_config, dict):
+            raise ValueError(f"algo_config must be a mapping of hyper-parameters, got "
+                             f"{self.algo_config!r}")
+        self.checkpoint_every = parse_checkpoint_every(self.checkpoint_every)
         if self.init_policy is not None:
             parse_strategy(self.init_policy, field="init_policy")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
-        for name in ("rounds", "num_envs", "eval_envs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.save_checkpoint = check_bool("save_checkpoint", self.save_checkpoint)
+        self.tensorboard = check_bool("tensorboard", self.tensorboard)
+        self.device = check_device(self.device)
+        learner_config = self.learner_config()
+        if self.init_policy is not None and learner_config.policy != "tabular":
+            raise ValueError("init_policy needs the tabular policy (policy='tabular')")
+        self._check_budget(learner_config)
+        self._check_memory(learner_config)
+
+    @property
+    def scenario_data(self) -> Scenario:
+        """The resolved scenario."""
+        return self._scenario
 
     def learner_config(self):
         _, config_cls = algorithm(self.algo)
@@ -92,10 +190,66 @@ class TrainConfig:
                              f"{sorted(unknown)}; known: {sorted(known)}")
         return config_cls(**self.algo_config)
 
+    def collections(self) -> list[int]:
+        """Rounds collected before each update: ``rounds_per_update`` each, the last one
+        shorter when ``rounds`` is not a multiple of it (the budget is exact)."""
+        rpu = self.learner_config().rounds_per_update
+        full, rest = divmod(self.rounds, rpu)
+        return [rpu] * full + ([rest] if rest else [])
+
+    def _check_budget(self, learner_config) -> None:
+        if self.algo != "ppo":
+            return
+        # PPO normalises advantages within a minibatch: one decision has no spread (NaN)
+        for length in sorted(set(self.collections())):
+            size = 2 * length * self.num_envs // learner_config.num_minibatches
+            if size < 2:
+                raise ValueError(
+                    f"num_minibatches: a collection of {length} round(s) x {self.num_envs} "
+                    f"game(s) gives PPO minibatches of {size} decision(s) (2 x rounds x "
+                    f"num_envs / num_minibatches); at least 2 are needed: lower "
+                    f"num_minibatches or raise num_envs or rounds")
+
+    def _check_memory(self, learner_config) -> None:
+        env = self._scenario.env_config
+        s, b, n, f = len(self.seeds), self.num_envs, env.num_agents, int(env.focal_slots.size)
+        t = learner_config.rounds_per_update
+        parts = {
+            "num_envs": (f"{s * b} games of {n} agents", s * b * n * BYTES_PER_GAME_SLOT),
+            "rounds_per_update": (f"a rollout of {t} rounds x {s * b} games",
+                                  t * s * b * (n * _ROLLOUT_BYTES + f * _UPDATE_BYTES)),
+            "eval_envs": (f"evaluation on {self.eval_envs} games x {s} seeds",
+                          min(s * self.eval_envs, 1 << 17) * n * BYTES_PER_GAME_SLOT),
+        }
+        if self.algo == "rg":
+            h = learner_config.horizon
+            parts["horizon"] = (f"RG's model unroll of {h} rounds over {s * b} games",
+                                h * s * f * b * n * _UNROLL_BYTES)
+        total = sum(nbytes for _, nbytes in parts.values())
+        name = max(parts, key=lambda k: parts[k][1])
+        check_memory(name, f"{parts[name][0]} (with everything else)", total)
+
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
+        """The options as JSON data (the scenario by id; its content is stored beside it)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["scenario"] = self._scenario.id
         out["seeds"] = list(self.seeds)
+        out["algo_config"] = dict(self.algo_config)
         return out
+
+    def identity_config(self) -> dict:
+        """Everything that determines the results (not the checkpoint cadence or logging)."""
+        learner = self.learner_config()
+        return {"scenario": self._scenario.to_dict(),
+                "scenario_hash": self._scenario.content_hash(),
+                "algo": self.algo, "seeds": list(self.seeds), "rounds": self.rounds,
+                "num_envs": self.num_envs, "eval_envs": self.eval_envs,
+                "eval_rounds": self.resolved_eval_rounds(),
+                "algo_config": dataclasses.asdict(learner), "init_policy": self.init_policy,
+                "device": self.device}
+
+    def resolved_eval_rounds(self) -> int:
+        return self._scenario.max_rounds if self.eval_rounds is None else self.eval_rounds
 
 
 def policy_dict(action: np.ndarray, signal: np.ndarray) -> dict[str, dict[str, float]]:
@@ -106,44 +260,26 @@ def policy_dict(action: np.ndarray, signal: np.ndarray) -> dict[str, dict[str, f
                                strict=True))}
 
 
-class _Logger:
-    """progress.csv + optional TensorBoard. On resume, rows logged after the checkpoint (by the
-    killed run) are dropped so that every update appears once."""
+class _Progress:
+    """progress.csv (rows kept in memory, written atomically at every checkpoint and at the end,
+    so the file always matches a checkpoint) and an optional live TensorBoard view."""
 
-    def __init__(self, out: Path | None, resume_update: int | None, tensorboard: bool = True):
+    def __init__(self, out: Path | None, rows: list[dict], resume_rounds: int | None,
+                 tensorboard: bool):
         self.out = out
+        self.rows = list(rows)
         self.writer = None
-        self.csv_file = None
-        if out is None:
-            return
-        path = out / "progress.csv"
-        kept = []
-        if resume_update is not None and path.is_file():
-            with path.open(newline="") as f:
-                kept = [r for r in csv.DictReader(f) if int(r["update"]) <= resume_update]
-        self.csv_file = path.open("w", newline="")
-        self.csv = None
-        if kept:
-            self.csv = csv.DictWriter(self.csv_file, fieldnames=list(kept[0]))
-            self.csv.writeheader()
-            self.csv.writerows(kept)
-            self.csv_file.flush()
-        if tensorboard:
+        if out is not None and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(out / "tb"))
             except ImportError:
-                self.writer = None
+                return
+            # events logged by an interrupted run after its checkpoint are hidden on resume
+            purge = None if resume_rounds is None else resume_rounds + 1
+            self.writer = SummaryWriter(str(out / "tb"), purge_step=purge)
 
-    def log(self, step: int, rows: list[dict]) -> None:
-        if self.csv_file is None:
-            return
-        if self.csv is None:
-            self.csv = csv.DictWriter(self.csv_file, fieldnames=list(rows[0]))
-            self.csv.writeheader()
-        self.csv.writerows(rows)
-        self.csv_file.flush()
+    def log(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
         if self.writer is not None:
             for row in rows:
                 tag = f"seed_{row['seed']}"
@@ -151,99 +287,216 @@ class _Logger:
                     if k not in ("seed", "update", "rounds") and isinstance(v, float):
                         self.writer.add_scalar(f"{k}/{tag}", v, row["rounds"])
 
-    def close(self):
-        if self.csv_file is not None:
-            self.csv_file.close()
+    def write(self) -> None:
+        if self.out is not None and self.rows:
+            write_csv(self.out / "progress.csv", self.rows)
+
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
+class _Interrupt:
+    """While training: the first Ctrl-C asks the loop to checkpoint and stop after the current
+    update; a second one interrupts at once (the last checkpoint stands)."""
+
+    def __init__(self, active: bool):
+        self.requested = False
+        self.previous = None
+        if active and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+
+def _check_finite(learner, logs: dict, per_seed: np.ndarray, seeds, update: int, algo: str):
+    """Refuse to continue (and to checkpoint) a learner whose numbers are no longer finite."""
+    bad = [name for name, v in logs.items() if not math.isfinite(v)]
+    if not np.isfinite(per_seed).all():
+        bad.append("train_reward_per_round")
+    action, signal_ = learner.policy.tables()
+    rows = ~(torch.isfinite(action).flatten(1).all(1) & torch.isfinite(signal_).flatten(1).all(1))
+    bad_seeds = [seeds[k] for k in torch.nonzero(rows).flatten().tolist()]
+    if bad or bad_seeds:
+        where = ", ".join(bad + ([f"policy of seed(s) {bad_seeds}"] if bad_seeds else []))
+        raise ValueError(f"training diverged at update {update}: {algo} produced non-finite "
+                         f"values (NaN/inf) in {where}; nothing after the last checkpoint was "
+                         "saved. Lower the learning rate or check the hyper-parameters")
+
+
 def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = False,
-          progress: bool = True) -> list[dict]:
-    """Run (or resume) training; returns one metrics dict per seed (and writes them to ``out``)."""
+          overwrite: bool = False, progress: bool = True) -> list[dict]:
+    """Run (or resume) training; returns one metrics dict per seed (and writes them to ``out``).
+
+    Args:
+        config: the run.
+        out: the run folder (None: write nothing).
+        resume: continue the run in ``out`` from its checkpoint (``config`` must be the run's:
+            see :func:`load_run_config`).
+        overwrite: clear ``out`` if it holds another run.
+        progress: show a progress bar.
+    Raises:
+        RunInterrupted: on Ctrl-C, after checkpointing the last completed update.
+    """
     start_time = time.perf_counter()
-    scenario = get_scenario(config.scenario)
+    scenario = config.scenario_data
     env_config = scenario.env_config
     learner_cls, _ = algorithm(config.algo)
     learner_config = config.learner_config()
-    num_seeds, focal = len(config.seeds), env_config.focal_slots
-    out = None if out is None else Path(out)
+    collections = config.collections()
+    num_updates, num_seeds, focal = len(collections), len(config.seeds), env_config.focal_slots
+    folder = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    rpu = learner_config.rounds_per_update
-    num_updates = max(1, config.rounds // rpu)
-
-    seed_seq = np.random.SeedSequence(list(config.seeds))
-    game_seed, rng_seed = seed_seq.spawn(2)
-    game = VectorGame(env_config, num_seeds * config.num_envs,
-                      seed=np.random.default_rng(game_seed))
-    game.reset()
-    rng = np.random.default_rng(rng_seed)
-    torch.manual_seed(int(seed_seq.generate_state(1)[0]))
-    learner = learner_cls(learner_config, env_config, (num_seeds, focal.size),
-                          seed=config.seeds[0], device=config.device)
-    if config.init_policy is not None:
-        start_policy = parse_strategy(config.init_policy, field="init_policy")
-        learner.policy.set_tables(start_policy.action, start_policy.assess)
-    first_update, elapsed_before = 0, 0.0
-    checkpoint = out / "checkpoint.pt" if out is not None and config.save_checkpoint else None
-    if resume:
-        if checkpoint is None or not checkpoint.is_file():
-            raise ValueError(f"resume: no checkpoint.pt in {out}")
-        state = torch.load(checkpoint, weights_only=False)
-        learner.load_state_dict(state["learner"])
-        game, first_update = state["game"], state["update"]
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        elapsed_before = state["wall_seconds"]
-
-    def save_checkpoint(update: int) -> None:
-        if checkpoint is None:
-            return
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save({"update": update, "learner": learner.state_dict(), "game": game,
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "config": config.to_dict(),
-                    "wall_seconds": elapsed_before + time.perf_counter() - start_time}, tmp)
-        tmp.replace(checkpoint)
-
-    logger = _Logger(out, first_update if resume else None, config.tensorboard)
-    bar = tqdm(range(first_update, num_updates), initial=first_update, total=num_updates,
-               desc=f"{config.algo} {scenario.id}", disable=not progress, unit="update")
+        folder = open_run(out, "train", config.identity_config(), overwrite=overwrite,
+                          resume=resume, resumable=True)
+        out = folder.path
+    elif resume:
+        raise ValueError("resume needs the run folder (out)")
     try:
-        for update in bar:
-            rollout = collect(game, learner.policy, rpu, rng, num_seeds)
-            logs = learner.update(rollout)
-            per_seed = rollout.rewards.mean(dim=(0, 2, 3)).cpu().numpy()  # (S,)
-            rounds_done = (update + 1) * rpu
-            logger.log(update, [{"update": update + 1, "rounds": rounds_done, "seed": s,
-                                 "train_reward_per_round": float(r),
-                                 **{k: float(v) for k, v in logs.items()}}
-                                for s, r in zip(config.seeds, per_seed, strict=True)])
-            bar.set_postfix(reward=f"{per_seed.mean():.3f}")
-            if config.checkpoint_every and (update + 1) % config.checkpoint_every == 0:
-                save_checkpoint(update + 1)
+        # one independent stream per seed for its games and one for its decisions
+        streams = [np.random.SeedSequence(s).spawn(2) for s in config.seeds]
+        game = VectorGame(env_config, num_seeds * config.num_envs,
+                          seed=[np.random.default_rng(g) for g, _ in streams])
+        game.reset()
+        rngs = [np.random.default_rng(r) for _, r in streams]
+        learner = learner_cls(learner_config, env_config, (num_seeds, focal.size),
+                              seed=config.seeds, device=config.device)
+        if config.init_policy is not None:
+            start_policy = parse_strategy(config.init_policy, field="init_policy")
+            learner.policy.set_tables(start_policy.action, start_policy.assess)
+        first_update, elapsed_before, rows = 0, 0.0, []
+        checkpoint = out / "checkpoint.pt" if out is not None and config.save_checkpoint \
+            else None
+        if resume:
+            if checkpoint is None or not checkpoint.is_file():
+                raise ValueError(f"--resume {out}: no checkpoint yet (the run stopped before its "
+                                 "first one); start it again with --overwrite")
+            state = load_checkpoint(checkpoint, required=_CHECKPOINT_KEYS)
+            if state["identity"] != folder.identity:
+                raise ValueError(f"--resume {out}: checkpoint.pt belongs to another run than "
+                                 "run.json")
+            learner.load_state_dict(state["learner"])
+            game.load_state_dict(state["game"])
+            for rng, rng_state in zip(rngs, state["rngs"], strict=True):
+                rng.bit_generator.state = rng_state
+            first_update, elapsed_before = state["update"], state["wall_seconds"]
+            rows = state["progress"]
+        log = _Progress(out, rows, sum(collections[:first_update]) if resume else None,
+                        config.tensorboard)
+
+        def save(update: int) -> None:
+            # checkpoint first: progress.csv is then never ahead of it (a resume rewrites it)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {
+                    "identity": folder.identity, "train_config": config.to_dict(),
+                    "scenario": scenario.to_dict(), "scenario_hash": scenario.content_hash(),
+                    "update": update, "learner": learner.state_dict(),
+                    "game": game.state_dict(), "rngs": [r.bit_generator.state for r in rngs],
+                    "progress": log.rows,
+                    "wall_seconds": elapsed_before + time.perf_counter() - start_time})
+            log.write()
+
+        every = config.checkpoint_every
+        if every is None:
+            every = max(1, math.ceil(num_updates / DEFAULT_CHECKPOINTS))
+        seconds = float(every[:-1]) if isinstance(every, str) else None
+        last_save = time.perf_counter()
+        interrupt = _Interrupt(active=checkpoint is not None)
+        bar = tqdm(range(first_update, num_updates), initial=first_update, total=num_updates,
+                   desc=f"{config.algo} {scenario.id}", disable=not progress, unit="update")
+        try:
+            for update in bar:
+                rollout = collect(game, learner.policy, collections[update], rngs, num_seeds)
+                logs = {k: float(v) for k, v in learner.update(rollout).items()}
+                per_seed = rollout.rewards.mean(dim=(0, 2, 3)).cpu().numpy()  # (S,)
+                _check_finite(learner, logs, per_seed, config.seeds, update + 1, config.algo)
+                rounds_done = sum(collections[:update + 1])
+                log.log([{"update": update + 1, "rounds": rounds_done, "seed": s,
+                          "train_reward_per_round": float(r), **logs}
+                         for s, r in zip(config.seeds, per_seed, strict=True)])
+                bar.set_postfix(reward=f"{per_seed.mean():.3f}")
+                done = update + 1
+                if interrupt.requested:
+                    save(done)
+                    raise RunInterrupted(
+                        f"interrupted after update {done} of {num_updates}: checkpoint saved in "
+                        f"{out}; continue with: reciprocity train --resume {out}")
+                due = (time.perf_counter() - last_save >= seconds if seconds is not None
+                       else every > 0 and done % every == 0)
+                if due and done < num_updates:
+                    save(done)
+                    last_save = time.perf_counter()
+            save(num_updates)
+            if interrupt.requested:  # Ctrl-C during the last checkpoint: stop before evaluating
+                raise RunInterrupted(
+                    f"interrupted after the last update: checkpoint saved in {out}; evaluate "
+                    f"with: reciprocity train --resume {out}")
+        finally:
+            interrupt.restore()
+            bar.close()
+            log.close()
+        wall = elapsed_before + time.perf_counter() - start_time
+        metrics = evaluate_learner(learner, env_config, config, scenario.id)
+        protocol = evaluation_protocol(scenario, config.resolved_eval_rounds())
+        for m in metrics:
+            m.update(rounds=config.rounds, interactions=config.rounds * config.num_envs,
+                     updates=num_updates, wall_seconds=wall, scenario_hash=scenario.content_hash(),
+                     evaluation_protocol=protocol,
+                     # vectorised CPU kernels round a learner's numbers differently depending on
+                     # what else is in the batch; "DEFAULT" (set by the reciprocity command) does
+                     # not, which makes a seed's numbers independent of the other seeds, bit for bit
+                     cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                     run_identity=None if folder is None else folder.identity,
+                     config={"train": config.to_dict(),
+                             "algo": dataclasses.asdict(learner_config),
+                             "scenario": scenario.to_dict()})
+        if out is not None:
+            write_metrics(out, metrics)
+            folder.complete()
+        return metrics
     finally:
-        logger.close()
-    save_checkpoint(num_updates)
-    wall = elapsed_before + time.perf_counter() - start_time
-    metrics = evaluate_learner(learner, env_config, config, scenario.id)
-    for m in metrics:
-        m.update(rounds=num_updates * rpu, interactions=num_updates * rpu * config.num_envs,
-                 wall_seconds=wall,
-                 config={"train": config.to_dict(),
-                         "algo": dataclasses.asdict(learner_config),
-                         "scenario": scenario.to_dict()})
-    if out is not None:
-        write_metrics(out, metrics)
-    return metrics
+        if folder is not None:
+            folder.close()
+
+
+_CHECKPOINT_KEYS = ("identity", "train_config", "scenario", "scenario_hash", "update", "learner",
+                    "game", "rngs", "progress", "wall_seconds")
+
+
+def load_run_config(out: str | Path) -> TrainConfig:
+    """The configuration of the training run in ``out``, from its checkpoint: the scenario
+    embedded there (not the file it once came from), every option as it was."""
+    out = Path(out)
+    if not out.is_dir():
+        raise ValueError(f"--resume {out}: no such folder")
+    path = out / "checkpoint.pt"
+    if not path.is_file():
+        raise ValueError(f"--resume {out}: no checkpoint.pt (the run stopped before its first "
+                         "checkpoint, ran without checkpoints, or this is not a training run)")
+    state = load_checkpoint(path, required=_CHECKPOINT_KEYS)
+    scenario = Scenario.from_dict(state["scenario"], source=f"{path} (scenario)")
+    if scenario.content_hash() != state["scenario_hash"]:
+        raise ValueError(f"{path}: the embedded scenario does not match its hash")
+    options = dict(state["train_config"])
+    options["scenario"] = scenario
+    options["seeds"] = tuple(options["seeds"])
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in options.items() if k in known})
 
 
 def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str) -> list[dict]:
     """Evaluation episodes on the core with each learner's (stochastic) policy."""
-    action, signal = (t.cpu().numpy().astype(np.float64) for t in learner.policy.tables())
-    payoffs = evaluate_focal_tables(env_config, action, signal, num_envs=config.eval_envs,
-                                    rounds=config.eval_rounds,
+    action, signal_ = (t.cpu().numpy().astype(np.float64) for t in learner.policy.tables())
+    payoffs = evaluate_focal_tables(env_config, action, signal_, num_envs=config.eval_envs,
+                                    rounds=config.resolved_eval_rounds(),
                                     seed=EVALUATION_SEED)                 # (S, E, F)
     agents = [f"agent_{i}" for i in env_config.focal_slots]
     metrics = []
@@ -258,24 +511,26 @@ def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str)
             "per_interaction_payoff_ci95": float(half),
             "per_agent_payoff": {a: float(v) for a, v in
                                  zip(agents, payoffs[k].mean(axis=0), strict=True)},
-            "policy": policy_dict(action[k, 0], signal[k, 0]),
-            "policies": {a: policy_dict(action[k, j], signal[k, j])
+            "policy": policy_dict(action[k, 0], signal_[k, 0]),
+            "policies": {a: policy_dict(action[k, j], signal_[k, j])
                          for j, a in enumerate(agents)},
         })
     return metrics
 
 
 def write_metrics(out: Path, metrics: list[dict]) -> None:
+    """``metrics.json`` (one seed) or ``seed_<s>/metrics.json`` and ``summary.json``."""
     if len(metrics) == 1:
-        (out / "metrics.json").write_text(json.dumps(metrics[0], indent=2))
+        write_json(out / "metrics.json", metrics[0])
         return
     for m in metrics:
         folder = out / f"seed_{m['seed']}"
         folder.mkdir(exist_ok=True)
-        (folder / "metrics.json").write_text(json.dumps(m, indent=2))
+        write_json(folder / "metrics.json", m)
     payoff = [m["per_interaction_payoff"] for m in metrics]
-    (out / "summary.json").write_text(json.dumps({
+    write_json(out / "summary.json", {
         "scenario": metrics[0]["scenario"], "algo": metrics[0]["algo"],
         "seeds": [m["seed"] for m in metrics],
+        "scenario_hash": metrics[0]["scenario_hash"],
         "per_interaction_payoff": {"mean": float(np.mean(payoff)), "per_seed": payoff},
-    }, indent=2))
+    })

@@ -5,7 +5,10 @@
 reported as skipped for a missing extra.
 """
 
+import contextlib
 import importlib.util
+
+import pytest
 
 collect_ignore = [
     path for path, module in (("test_sb3.py", "stable_baselines3"), ("test_rllib.py", "ray"),
@@ -13,3 +16,28 @@ collect_ignore = [
                               ("test_tianshou.py", "tianshou"))
     if importlib.util.find_spec(module) is None
 ]
+
+
+@pytest.fixture
+def stop_training(monkeypatch):
+    """``with stop_training(n): ...``: the n-th rollout collection of a training run raises
+    KeyboardInterrupt, as a Ctrl-C that lands in the middle of an update would."""
+    from reciprocity import train as train_module
+
+    @contextlib.contextmanager
+    def stop(n: int):
+        original, calls = train_module.collect, {"n": 0}
+
+        def collect(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(train_module, "collect", collect)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(train_module, "collect", original)
+
+    return stop

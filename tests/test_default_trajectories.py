@@ -2,7 +2,9 @@
 those of the plain game of spec §1: same seed, same draws, same reputations, actions and signals.
 
 The expected fingerprints below were computed with the library as it was before the institutions
-of spec §7 existed (the plain game), by running this file's ``fingerprints()``. They cover the
+of spec §7 existed (the plain game), by running this file's ``fingerprints()``; the learners'
+entries on the plain game with per-seed random streams (a seed's run depends on that seed
+alone), which changed how several seeds share their draws. They cover the
 batched core (table-driven rounds and rounds with outside focal decisions, small and large
 batches, so both derangement samplers), ``simulate``, both PettingZoo APIs, and the learners'
 data path (one collect + update of each algorithm; policies compared to 1e-6).
