@@ -3,7 +3,11 @@
 The loop is the same for every algorithm: collect ``rounds_per_update`` rounds in every game
 with the current policies, call the learner's ``update``, log, checkpoint. The interaction budget
 is ``rounds`` rounds in each of ``num_envs`` games per seed, identical for all algorithms. After
-training, every learner's policy is evaluated on fresh evaluation episodes on the core.
+training, every learner's policy is evaluated on the core by the protocol of
+:mod:`reciprocity.evaluation` (long run after a burn-in, and one episode from the initial
+reputations). With ``eval_budgets`` the policies are also snapshotted when the run has played
+those budgets, and every snapshot is evaluated the same way (one run, several points of a
+sample-efficiency curve).
 
 Outputs in ``out``: ``metrics.json`` (single seed) or ``seed_<s>/metrics.json`` per seed plus
 ``summary.json``; ``progress.csv`` (learning curves); TensorBoard event files in ``tb/`` when
@@ -15,7 +19,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +29,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .agents.rollout import collect
-from .envs.evaluate import evaluate_focal_tables
-from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, parse_strategy, to_display_order
+from .envs.norms import parse_strategy
 from .envs.scenarios import get_scenario
 from .envs.vector import VectorGame
-from .evaluation import EVALUATION_SEED
+from .evaluation import evaluate_tables, protocol_for
 
 ALGOS = ("rg", "ppo", "reinforce")
 
@@ -63,7 +65,11 @@ class TrainConfig:
     num_envs: int = 16  # games per seed played in lock-step
     eval_envs: int = 256  # evaluation games per learner after training (paired with the
     #                       reference's games when equal to its confirm_envs)
-    eval_rounds: int | None = None  # rounds per evaluation game (default: scenario max_rounds)
+    eval_rounds: int | None = None  # rounds averaged per evaluation game after the burn-in
+    #                                 (default: the scenario's max_rounds)
+    eval_burn_in: int | None = None  # rounds played before them (default: from the scenario's
+    #                                  dynamics, reciprocity.evaluation.burn_in_rounds)
+    eval_budgets: tuple[int, ...] = ()  # also evaluate the policies after these many rounds
     algo_config: dict[str, Any] = field(default_factory=dict)  # overrides of the algo defaults
     checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
     init_policy: str | None = None  # start every learner from this strategy spec (tabular)
@@ -74,6 +80,11 @@ class TrainConfig:
     def __post_init__(self):
         algorithm(self.algo)
         self.seeds = tuple(int(s) for s in self.seeds)
+        self.eval_budgets = tuple(sorted(int(b) for b in self.eval_budgets))
+        if any(b < 1 or b > self.rounds for b in self.eval_budgets) or \
+                len(set(self.eval_budgets)) != len(self.eval_budgets):
+            raise ValueError(f"eval_budgets must be distinct rounds in 1..rounds={self.rounds}, "
+                             f"got {self.eval_budgets}")
         if self.init_policy is not None:
             parse_strategy(self.init_policy, field="init_policy")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -95,15 +106,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["seeds"] = list(self.seeds)
+        out["eval_budgets"] = list(self.eval_budgets)
         return out
-
-
-def policy_dict(action: np.ndarray, signal: np.ndarray) -> dict[str, dict[str, float]]:
-    """Tables in index order -> the metrics schema (display-order keys, probabilities)."""
-    return {"action": dict(zip(ACTION_CONTEXTS, map(float, to_display_order(action)),
-                               strict=True)),
-            "signal": dict(zip(SIGNAL_CONTEXTS, map(float, to_display_order(signal)),
-                               strict=True))}
 
 
 class _Logger:
@@ -172,6 +176,10 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         out.mkdir(parents=True, exist_ok=True)
     rpu = learner_config.rounds_per_update
     num_updates = max(1, config.rounds // rpu)
+    off_grid = [b for b in config.eval_budgets if b % rpu]
+    if off_grid:
+        raise ValueError(f"eval_budgets {off_grid} are not multiples of rounds_per_update={rpu}")
+    snapshots: dict[int, tuple] = {}  # rounds -> (action, signal tables, wall seconds)
 
     seed_seq = np.random.SeedSequence(list(config.seeds))
     game_seed, rng_seed = seed_seq.spawn(2)
@@ -196,6 +204,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         elapsed_before = state["wall_seconds"]
+        snapshots = state.get("snapshots", {})
 
     def save_checkpoint(update: int) -> None:
         if checkpoint is None:
@@ -203,7 +212,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"update": update, "learner": learner.state_dict(), "game": game,
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "config": config.to_dict(),
+                    "config": config.to_dict(), "snapshots": snapshots,
                     "wall_seconds": elapsed_before + time.perf_counter() - start_time}, tmp)
         tmp.replace(checkpoint)
 
@@ -221,13 +230,16 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                                  **{k: float(v) for k, v in logs.items()}}
                                 for s, r in zip(config.seeds, per_seed, strict=True)])
             bar.set_postfix(reward=f"{per_seed.mean():.3f}")
+            if rounds_done in config.eval_budgets:
+                snapshots[rounds_done] = (*learner.policy.tables(),
+                                          elapsed_before + time.perf_counter() - start_time)
             if config.checkpoint_every and (update + 1) % config.checkpoint_every == 0:
                 save_checkpoint(update + 1)
     finally:
         logger.close()
     save_checkpoint(num_updates)
     wall = elapsed_before + time.perf_counter() - start_time
-    metrics = evaluate_learner(learner, env_config, config, scenario.id)
+    metrics = evaluate_learner(learner, env_config, config, scenario.id, snapshots)
     for m in metrics:
         m.update(rounds=num_updates * rpu, interactions=num_updates * rpu * config.num_envs,
                  wall_seconds=wall,
@@ -239,29 +251,29 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
     return metrics
 
 
-def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str) -> list[dict]:
-    """Evaluation episodes on the core with each learner's (stochastic) policy."""
-    action, signal = (t.cpu().numpy().astype(np.float64) for t in learner.policy.tables())
-    payoffs = evaluate_focal_tables(env_config, action, signal, num_envs=config.eval_envs,
-                                    rounds=config.eval_rounds,
-                                    seed=EVALUATION_SEED)                 # (S, E, F)
-    agents = [f"agent_{i}" for i in env_config.focal_slots]
+def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str,
+                     snapshots: dict | None = None) -> list[dict]:
+    """Evaluate each learner's (stochastic) policy, and its snapshots, by the protocol of
+    :mod:`reciprocity.evaluation` (all on the same games, paired with the reference's)."""
+    protocol = protocol_for(env_config, num_envs=config.eval_envs, window=config.eval_rounds,
+                            burn_in=config.eval_burn_in)
+    snapshots = snapshots or {}
+    final = (*learner.policy.tables(), None)
+    tables = [final, *(snapshots[b] for b in sorted(snapshots))]
+    action = np.concatenate([t[0].cpu().numpy() for t in tables]).astype(np.float64)
+    signal = np.concatenate([t[1].cpu().numpy() for t in tables]).astype(np.float64)
+    evaluated = evaluate_tables(env_config, action, signal, protocol)   # S per table set
+    num_seeds = len(config.seeds)
     metrics = []
     for k, seed in enumerate(config.seeds):
-        per_game = payoffs[k].mean(axis=1)                                # mean over learners
-        half = 1.96 * per_game.std(ddof=1) / math.sqrt(per_game.size)
-        metrics.append({
-            "scenario": scenario_id,
-            "algo": config.algo,
-            "seed": seed,
-            "per_interaction_payoff": float(per_game.mean()),
-            "per_interaction_payoff_ci95": float(half),
-            "per_agent_payoff": {a: float(v) for a, v in
-                                 zip(agents, payoffs[k].mean(axis=0), strict=True)},
-            "policy": policy_dict(action[k, 0], signal[k, 0]),
-            "policies": {a: policy_dict(action[k, j], signal[k, j])
-                         for j, a in enumerate(agents)},
-        })
+        m = {"scenario": scenario_id, "algo": config.algo, "seed": seed,
+             **evaluated[k]}
+        if snapshots:
+            m["budgets"] = [{"rounds": b, "interactions": b * config.num_envs,
+                             "wall_seconds": float(snapshots[b][2]),
+                             **evaluated[(i + 1) * num_seeds + k]}
+                            for i, b in enumerate(sorted(snapshots))]
+        metrics.append(m)
     return metrics
 
 
