@@ -6,7 +6,8 @@
     reciprocity train --resume DIR        continue a killed run from its checkpoint
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
-    reciprocity benchmark --out docs/results            every scenario x algorithm x seed
+    reciprocity benchmark --out docs/results            curves: scenarios x algos x budgets
+    reciprocity tune --out DIR                          per-budget hyper-parameter search
     reciprocity flagship [--out runs/flagship]          RG vs PPO on the flagship (main job)
     reciprocity sweep --grid FILE --backend local|ray   a grid of scenarios x algos x params
 """
@@ -217,20 +218,24 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_benchmark(args) -> int:
-    from .benchmark import BenchmarkConfig, results_table, run_benchmark
+    from .benchmark import BenchmarkConfig, quick_config, run_benchmark
 
-    defaults = BenchmarkConfig()
-    cfg = BenchmarkConfig(
-        scenarios=tuple(args.scenarios) if args.scenarios else defaults.scenarios,
-        algos=tuple(args.algos) if args.algos else defaults.algos,
-        seeds=args.seeds, rounds=args.rounds, num_envs=args.num_envs,
-        eval_envs=args.eval_envs, search_envs=args.search_envs,
-        confirm_envs=args.confirm_envs, workers=args.workers)
+    overrides = {k: v for k, v in (
+        ("scenarios", tuple(args.scenarios) if args.scenarios else None),
+        ("algos", tuple(args.algos) if args.algos else None),
+        ("policies", tuple(args.policies) if args.policies else None),
+        ("seeds", args.seeds), ("workers", args.workers)) if v is not None}
+    if args.no_tuning:
+        overrides["tuning"] = None
+    cfg = quick_config(**overrides) if args.quick else BenchmarkConfig(**overrides)
     for s in cfg.scenarios:
         get_scenario(s)
-    records = run_benchmark(cfg, args.out, progress=not args.quiet)
-    print(results_table(records))
-    print(f"wrote {args.out}/results.json and {Path(args.out).with_suffix('.md')}")
+    if args.tuning and not Path(args.tuning).is_file():
+        raise ValueError(f"--tuning: no such file {args.tuning}")
+    results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
+                            progress=not args.quiet)
+    print(f"{len(results['records'])} records; wrote {args.out}/results.json and "
+          f"{Path(args.out).with_suffix('.md')}")
     return 0
 
 
@@ -238,16 +243,31 @@ def _cmd_flagship(args) -> int:
     from .benchmark import BenchmarkConfig, results_table, run_benchmark
 
     scenario = "discriminators-vs-defectors-v0"
-    cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), seeds=args.seeds,
-                          rounds=args.rounds, workers=args.workers)
+    cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), policies=("tabular",),
+                          seeds=args.seeds, budgets=(args.rounds,), main_budget=args.rounds,
+                          tuning=None, workers=args.workers)
     print(f"{scenario}: {get_scenario(scenario).description}")
     print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
-          f"{cfg.rounds} rounds each, and the exhaustive reference (4096 policies)...")
-    records = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False)
+          f"{args.rounds} rounds each (default hyper-parameters), and the exhaustive reference "
+          "(4096 policies)...")
+    results = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False)
     print()
-    print(results_table(records))
+    print(results_table(results["records"]))
     print(f"\nplot: {Path(args.out) / (scenario + '.png')}; records: "
           f"{Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _cmd_tune(args) -> int:
+    from .tuning import QUICK, TuningConfig, run_tuning, tuning_table, write_tuning_doc
+
+    cfg = TuningConfig(**(QUICK if args.quick else {}), workers=args.workers)
+    outcome = run_tuning(cfg, args.out, progress=not args.quiet)
+    if args.doc:
+        command = f"reciprocity tune --out {Path(args.out).as_posix()} --doc {args.doc}"
+        write_tuning_doc(args.doc, outcome, command + (" --quick" if args.quick else ""))
+    print(tuning_table(outcome))
+    print(f"wrote {Path(args.out) / 'tuning.json'}")
     return 0
 
 
@@ -301,18 +321,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="a train output folder (metrics.json)")
     p.add_argument("--reference", help="a reference output folder (default: compute it)")
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser("benchmark", help="all scenarios x algorithms x seeds -> results table")
+    p = sub.add_parser("benchmark", help="sample-efficiency curves of every algorithm and "
+                       "policy class on the catalogue, tuned per budget -> results page")
     p.add_argument("--out", default="docs/results", help="output folder (default docs/results)")
+    p.add_argument("--quick", action="store_true",
+                   help="3 scenarios, budgets 10 and 20, 2 seeds, a tiny tuning: the same code "
+                        "paths in a few minutes (for CI)")
+    p.add_argument("--tuning", metavar="FILE",
+                   help="reuse a tuning outcome (tuning.json) instead of running the search")
+    p.add_argument("--no-tuning", action="store_true",
+                   help="run every algorithm with its default hyper-parameters")
+    p.add_argument("--tuning-doc", metavar="FILE",
+                   help="Markdown file whose tuning table is refreshed, e.g. docs/agents.md")
     p.add_argument("--scenarios", nargs="+", help="scenario ids (default: the catalogue)")
     p.add_argument("--algos", nargs="+", choices=["rg", "ppo", "reinforce"])
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=BenchmarkDefaults.rounds,
-                   help="rounds per game for every algorithm")
-    p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--eval-envs", type=int, default=256)
-    p.add_argument("--search-envs", type=int, default=32)
-    p.add_argument("--confirm-envs", type=int, default=256)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--policies", nargs="+", choices=["tabular", "mlp"])
+    p.add_argument("--seeds", type=int, help="seeds per cell (default 5; --quick 2)")
+    p.add_argument("--workers", type=int, help="processes (default 2)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_benchmark)
     p = sub.add_parser("flagship", help="main job: RG vs PPO on the flagship scenario")
@@ -320,10 +345,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algos", nargs="+", default=["rg", "ppo"],
                    choices=["rg", "ppo", "reinforce"])
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=BenchmarkDefaults.rounds)
+    p.add_argument("--rounds", type=int, default=BenchmarkDefaults.main_budget)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_flagship)
+    p = sub.add_parser("tune", help="per-budget hyper-parameter search with the same effort for "
+                       "every algorithm (see reciprocity.tuning)")
+    p.add_argument("--out", default="docs/results",
+                   help="output folder of tuning.json (default docs/results)")
+    p.add_argument("--doc", metavar="FILE",
+                   help="Markdown file whose tuning table is refreshed, e.g. docs/agents.md")
+    p.add_argument("--quick", action="store_true",
+                   help="1 scenario, 2 configurations, budgets 10 and 20: the same code in "
+                        "about a minute")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tune)
     from .sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)

@@ -95,15 +95,14 @@ def interval(values, bounded: bool) -> dict:
 
 
 def format_interval(stat: dict, digits: int = 3) -> str:
-    """``mean ± half`` (t), ``mean [low, high]`` (bootstrap), ``mean`` alone for one seed, or
-    ``n/a`` when the mean is undefined."""
+    """``mean ± half`` (t), ``mean [low, high]`` (bootstrap), ``mean`` alone for one seed or an
+    interval that vanishes at this precision, or ``n/a`` when the mean is undefined."""
     mean = stat["mean"]
     if mean != mean:
         return "n/a"
     text = f"{mean:.{digits}f}"
     if "low" in stat:
-        if stat["low"] == stat["high"] == mean:
-            return text
-        return f"{text} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+        low, high = f"{stat['low']:.{digits}f}", f"{stat['high']:.{digits}f}"
+        return text if low == high == text else f"{text} [{low}, {high}]"
     half = stat.get("ci95", float("nan"))
     return text if half != half else f"{text} ± {half:.{digits}f}"
