@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow test-sb3 test-ray docs lint bench clean
+.PHONY: run test test-slow test-sb3 test-ray docs lint bench bench-quick results clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,16 @@ test-ray: $(RAY_VENV)/.installed
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
+
+# The results benchmark on its quick settings (same code paths, about a minute), into build/
+bench-quick: $(STAMP)
+	rm -rf build/bench-quick
+	$(BIN)/reciprocity benchmark --quick --out build/bench-quick/results --quiet
+
+# Regenerate docs/results.md, docs/results/ and the tuning table of docs/agents.md (about an
+# hour on 2 cores; run it on a quiet machine: the page reports wall-clock times)
+results: $(STAMP)
+	$(BIN)/reciprocity benchmark --out docs/results --tuning-doc docs/agents.md
 
 # The site, built strictly (any warning fails) into a temporary folder. The API reference is read
 # from build/docs-src/reciprocity/, a symlink tree in the installed layout (envs/ ->

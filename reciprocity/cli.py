@@ -232,8 +232,16 @@ def _cmd_benchmark(args) -> int:
         get_scenario(s)
     if args.tuning and not Path(args.tuning).is_file():
         raise ValueError(f"--tuning: no such file {args.tuning}")
+    command = ["reciprocity", "benchmark", "--out", Path(args.out).as_posix()]
+    for flag, value in (("--quick", args.quick), ("--no-tuning", args.no_tuning),
+                        ("--tuning", args.tuning), ("--tuning-doc", args.tuning_doc),
+                        ("--scenarios", args.scenarios), ("--algos", args.algos),
+                        ("--policies", args.policies), ("--seeds", args.seeds)):
+        if value not in (None, False):
+            command += [flag] + ([] if value is True else
+                                 list(map(str, value)) if isinstance(value, list) else [value])
     results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
-                            progress=not args.quiet)
+                            progress=not args.quiet, command=" ".join(map(str, command)))
     print(f"{len(results['records'])} records; wrote {args.out}/results.json and "
           f"{Path(args.out).with_suffix('.md')}")
     return 0

@@ -1,10 +1,11 @@
 """Results records: one per (scenario, algorithm[, policy class, budget]) over its seeds.
 
 Shared by ``reciprocity benchmark`` and ``reciprocity sweep`` (the ``results.json`` schema).
-Every seed is evaluated against the scenario's reference (:func:`reciprocity.evaluation.
-evaluate_run`); the record holds the intervals over seeds — Student t for payoffs, percentile
-bootstrap for bounded metrics (reference performance, adherence, shares of seeds) — the head
-diagnosis of every seed with its learned probabilities, and the reference's own diagnosis.
+Every seed is evaluated against the scenario's reference
+(:func:`reciprocity.evaluation.evaluate_run`); the record holds the intervals over seeds —
+Student t for payoffs, percentile bootstrap for bounded metrics (reference performance,
+adherence, shares of seeds) — the head diagnosis of every seed with its learned probabilities,
+and the reference's own diagnosis.
 """
 
 from __future__ import annotations

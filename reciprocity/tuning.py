@@ -51,7 +51,8 @@ LEARNING_RATES = {"tabular": (0.01, 0.03, 0.1, 0.3, 1.0), "mlp": (0.001, 0.003, 
 ROUNDS_PER_UPDATE = (5, 10, 25, 50)
 #: The rest of each algorithm's search space (besides ``lr`` and ``rounds_per_update``).
 ALGORITHM_SPACES: dict[str, dict[str, tuple]] = {
-    "rg": {"horizon": (10, 25, 50), "steps_per_update": (1, 3, 5, 10),
+    # an update costs about steps x horizon: capped at twice the default's per round played
+    "rg": {"horizon": (10, 25, 50), "steps_per_update": (1, 2, 5),
            "estimator_decay": (0.9, 0.97, 1.0)},
     "ppo": {"gamma": (0.97, 0.99), "gae_lambda": (0.9, 0.95, 1.0), "num_epochs": (2, 4, 8),
             "entropy_coef": (0.0, 0.01)},
