@@ -173,8 +173,9 @@ def _cmd_reference(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "reference.json").write_text(json.dumps(ref, indent=2))
     print(f"{ref['scenario']}: reference payoff {ref['reference_payoff']:.3f} "
-          f"± {ref['reference_ci95']:.3f} ({ref['kind']}, regime {ref['regime']}; "
-          f"b - c = {ref['full_cooperation_payoff']:g})")
+          f"± {ref['reference_ci95']:.3f} in the long run (after a burn-in of "
+          f"{ref['burn_in']} rounds), {ref['episode_payoff']:.3f} over the first episode "
+          f"({ref['kind']}, regime {ref['regime']}; b - c = {ref['full_cooperation_payoff']:g})")
     action = " ".join(f"{k}:{int(v)}" for k, v in ref["policy"]["action"].items())
     signal = " ".join(f"{k}:{int(v)}" for k, v in ref["policy"]["signal"].items())
     print(f"  action {action}\n  signal {signal}")
@@ -212,8 +213,9 @@ def _cmd_evaluate(args) -> int:
     print(f"{metrics['scenario']} {metrics['algo']} seed {metrics['seed']}: "
           f"payoff {metrics['per_interaction_payoff']:.3f} / reference "
           f"{result['reference_payoff']:.3f} = {perf}; "
-          f"adherence {result['adherence']:.3f}; constant-output "
-          f"{result['constant_output'][next(iter(result['constant_output']))]}")
+          f"adherence {result['adherence']:.3f}; heads: " + ", ".join(
+              f"{head} {d['diagnosis']}" for head, d in
+              result["heads"][next(iter(result["heads"]))].items()))
     return 0
 
 

@@ -131,6 +131,23 @@ def test_shunning_reference_long_run_and_episode():
     assert ref["protocol"] == protocol_for(get_scenario("shunning-v0").env_config).to_dict()
 
 
+def test_learners_are_evaluated_on_the_reference_games():
+    """Pairing by common random numbers: a learner whose tables are the optimal policy, evaluated
+    by the reference's protocol (games, seed, burn-in, window), earns exactly the reference's
+    long-run and episode payoffs."""
+    from reciprocity.evaluation import Protocol, evaluate_tables
+
+    ref = reference("L6-v0", **FAST)
+    cfg = get_scenario("L6-v0").env_config
+    table = {h: np.array([ref["policy"][h][k] for k in keys])[::-1]
+             for h, keys in (("action", ACTION_CONTEXTS), ("signal", SIGNAL_CONTEXTS))}
+    (learner,) = evaluate_tables(cfg, table["action"][None, None], table["signal"][None, None],
+                                 Protocol(**ref["protocol"]))
+    assert learner["per_interaction_payoff"] == pytest.approx(ref["reference_payoff"], abs=1e-12)
+    assert learner["episode_payoff"] == pytest.approx(ref["episode_payoff"], abs=1e-12)
+    assert learner["protocol"] == ref["protocol"]
+
+
 def test_multi_learner_reference_is_the_ideal_discriminator():
     ref = reference("many-learners-v0", confirm_envs=32, rounds=30)
     assert ref["kind"] == "ideal_discriminator"
