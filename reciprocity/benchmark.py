@@ -410,7 +410,8 @@ SIDES = {"action": ("always D", "always C"), "signal": ("always Bad", "always Go
 
 
 def seed_words(record: dict, head: str) -> str:
-    """How the runs' head came out, in words: ``conditional 4/5, always C 1/5``."""
+    """How the runs' head came out, in words, most frequent first:
+    ``conditional 4/5, always C 1/5``."""
     labels = []
     for s in record["per_seed"]:
         for h in s["heads"].values():
@@ -419,7 +420,7 @@ def seed_words(record: dict, head: str) -> str:
                           SIDES[head][d["side"]] if d["diagnosis"] == "constant" else
                           "undecided")
     total = len(labels)
-    counts = {k: labels.count(k) for k in dict.fromkeys(labels)}
+    counts = {k: labels.count(k) for k in sorted(set(labels), key=lambda k: -labels.count(k))}
     unit = "" if total == len(record["per_seed"]) else " learners"
     return ", ".join(f"{k} {n}/{total}{unit}" for k, n in counts.items())
 
