@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 EXTRAS := sb3 torchrl tianshou ray
 space := $(subst ,, )
 
-.PHONY: run test test-slow test-sb3 test-torchrl test-tianshou test-ray docs lint bench clean
+.PHONY: run test test-slow test-sb3 test-torchrl test-tianshou test-ray docs lint bench bench-quick results clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,16 @@ test-ray: $(RAY_VENV)/.installed
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
+
+# The results benchmark on its quick settings (same code paths, about a minute), into build/
+bench-quick: $(STAMP)
+	rm -rf build/bench-quick
+	$(BIN)/reciprocity benchmark --quick --out build/bench-quick/results --quiet
+
+# Regenerate docs/results.md, docs/results/ and the tuning table of docs/agents.md (about an
+# hour on 2 cores; run it on a quiet machine: the page reports wall-clock times)
+results: $(STAMP)
+	$(BIN)/reciprocity benchmark --out docs/results --tuning-doc docs/agents.md
 
 # The site, built strictly (any warning fails) into a temporary folder. The API reference is read
 # from build/docs-src/reciprocity/, a symlink tree in the installed layout (envs/ ->

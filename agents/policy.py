@@ -8,9 +8,14 @@
 One :class:`ReputationPolicy` holds many *independent* learners at once, with parameters of
 shape ``(*batch_shape, ...)`` — e.g. ``(seeds, focal_slots)`` — so that seeds and agents train in
 one process with batched tensor operations. Parameterisation: ``"tabular"`` logits (default:
-4 + 8 free logits per learner) or ``"mlp"`` (one small tanh MLP per head and learner, reading the
-context bits). Because the context space is tiny, both kinds are always evaluated on every
-context, so the heads are full probability tables.
+4 + 8 free logits per learner) or ``"mlp"``: one small tanh MLP per learner, shared by both heads,
+reading the PettingZoo observation ``[phase, donor_rep, action, recipient_rep, own_rep]`` (the
+input a generic MARL policy network gets; the phase entry tells the heads apart, so what one head
+learns moves the other through the shared hidden layer). The signal head is P(Good | x, y, a)
+by definition (spec §5), so in the assess phase the observer's own reputation is not an input:
+that entry is held at 0. Because the context space is tiny, both kinds are always evaluated on
+every context (4 act observations, 8 assess observations), so the heads are full probability
+tables.
 """
 
 from __future__ import annotations
@@ -21,16 +26,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..envs.vector import observations
+
 NUM_ACTION_CONTEXTS = 4
 NUM_SIGNAL_CONTEXTS = 8
 POLICY_KINDS = ("tabular", "mlp")
 
 
-def _context_bits(num_contexts: int, num_bits: int) -> torch.Tensor:
-    """(K, bits) features in {-1, +1}: bit i of the context index, most significant first."""
-    idx = torch.arange(num_contexts)
-    bits = [(idx >> (num_bits - 1 - i)) & 1 for i in range(num_bits)]
-    return torch.stack(bits, dim=-1).float() * 2 - 1
+def context_observations() -> torch.Tensor:
+    """(12, 5) PettingZoo observations of the 4 action contexts, then the 8 signal contexts.
+
+    Act phase, context ``2 x + y``: ``[0, x, 0, y, x]`` (the donor is the agent itself). Assess
+    phase, context ``4 x + 2 y + a``: ``[1, x, a, y, 0]`` (own reputation withheld, see the
+    module docstring).
+    """
+    act = observations(np.arange(NUM_ACTION_CONTEXTS), 0, np.arange(NUM_ACTION_CONTEXTS) >> 1)
+    assess = observations(np.arange(NUM_SIGNAL_CONTEXTS), 1, 0)
+    return torch.as_tensor(np.concatenate([act, assess]))
 
 
 class BatchedMLP(nn.Module):
@@ -67,7 +79,7 @@ class ReputationPolicy(nn.Module):
 
     Args:
         batch_shape: leading shape of the learners, e.g. ``(num_seeds, num_focal)``.
-        kind: ``"tabular"`` or ``"mlp"``.
+        kind: ``"tabular"`` or ``"mlp"`` (one network for both heads, reading observations).
         hidden: MLP width.
         init_logit: initial value of every tabular logit (0 = P 0.5 everywhere).
         seed: seeds the MLP initialisation.
@@ -88,23 +100,21 @@ class ReputationPolicy(nn.Module):
                 torch.full((*self.batch_shape, NUM_SIGNAL_CONTEXTS), float(init_logit)))
         else:
             gen = torch.Generator().manual_seed(seed)
-            self.action_mlp = BatchedMLP(self.batch_shape, 2, hidden, gen)
-            self.signal_mlp = BatchedMLP(self.batch_shape, 3, hidden, gen)
-            self.register_buffer("action_features", _context_bits(NUM_ACTION_CONTEXTS, 2))
-            self.register_buffer("signal_features", _context_bits(NUM_SIGNAL_CONTEXTS, 3))
+            self.mlp = BatchedMLP(self.batch_shape, 5, hidden, gen)
+            self.register_buffer("observations", context_observations())
         self.to(device)
 
     def action_logits(self) -> torch.Tensor:
         """Logits of P(C | context), shape (*batch_shape, 4), context index ``2 x + y``."""
         if self.kind == "tabular":
             return self.action_table
-        return self.action_mlp(self.action_features)
+        return self.mlp(self.observations)[..., :NUM_ACTION_CONTEXTS]
 
     def signal_logits(self) -> torch.Tensor:
         """Logits of P(Good | context), shape (*batch_shape, 8), context ``4 x + 2 y + a``."""
         if self.kind == "tabular":
             return self.signal_table
-        return self.signal_mlp(self.signal_features)
+        return self.mlp(self.observations)[..., NUM_ACTION_CONTEXTS:]
 
     def action_probs(self) -> torch.Tensor:
         return torch.sigmoid(self.action_logits())

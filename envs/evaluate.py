@@ -1,9 +1,11 @@
-"""Evaluate focal policies on the batched core with common random numbers.
+"""Play candidate focal tables on the batched core with common random numbers.
 
-Used for the learners' evaluation episodes and for the exhaustive reference search: P candidate
-sets of focal tables are each played on the same E games — same matchings, observers, error
-draws and initial reputations (common random numbers), so differences between candidates are
-not drowned in game-to-game noise.
+The mechanics under the evaluation protocol (:mod:`reciprocity.evaluation`): the learners'
+evaluation games and the exhaustive reference search. P candidate sets of focal tables are each
+played on the same E games — same matchings, observers, error draws and initial reputations
+(common random numbers), so differences between candidates are not drowned in game-to-game
+noise. Payoffs can be averaged over several windows of rounds of the same games (an episode from
+the initial reputations, and a long-run window after a burn-in).
 """
 
 from __future__ import annotations
@@ -14,23 +16,27 @@ from .config import EnvConfig, strategy_tables
 from .core import BatchedGame, sample_round_noise
 
 
-def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *,
-                          num_envs: int = 32, rounds: int | None = None, seed: int = 0,
-                          max_games_per_chunk: int = 1 << 17) -> np.ndarray:
-    """Mean payoff per round of every focal slot under P candidate sets of focal tables.
+def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windows, *,
+                      num_envs: int = 32, seed: int = 0,
+                      max_games_per_chunk: int = 1 << 17) -> np.ndarray:
+    """Mean payoff per round of every focal slot in several windows of rounds of the same games.
+
+    Every game starts from the scenario's initial reputations and is played for
+    ``max(stop)`` rounds; window ``(start, stop)`` averages rounds ``start .. stop - 1``
+    (0-based). One pass serves e.g. an episode from the initial reputations, ``(0, max_rounds)``,
+    and a long-run window after a burn-in, ``(burn_in, burn_in + rounds)``.
 
     Args:
         env_config: the scenario's configuration (background strategies are taken from it).
         action_tables: (P, F, 4) P(intend C | 2x + y) of each focal slot (index order).
         signal_tables: (P, F, 8) P(signal Good | 4x + 2y + a) of each focal slot.
+        windows: sequence of W ``(start, stop)`` pairs, ``0 <= start < stop``.
         num_envs: E, games per candidate (shared by all candidates).
-        rounds: rounds per game (default: the scenario's ``max_rounds``, i.e. one episode from
-            the initial reputations).
         seed: seed of the common random numbers.
         max_games_per_chunk: candidates are played in chunks of at most this many games; every
             chunk replays the same random numbers.
     Returns:
-        (P, E, F): per game, each focal slot's mean payoff per round.
+        (W, P, E, F): per window and game, each focal slot's mean payoff per round.
     """
     action_tables = np.asarray(action_tables, dtype=np.float64)
     signal_tables = np.asarray(signal_tables, dtype=np.float64)
@@ -41,10 +47,14 @@ def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *
             signal_tables.shape != (num_candidates, f, 8):
         raise ValueError(f"tables must have shapes (P, {f}, 4) and (P, {f}, 8), got "
                          f"{action_tables.shape} and {signal_tables.shape}")
-    rounds = env_config.max_rounds if rounds is None else rounds
+    windows = [(int(a), int(b)) for a, b in windows]
+    if not windows or any(not 0 <= a < b for a, b in windows):
+        raise ValueError(f"windows must be (start, stop) pairs with 0 <= start < stop, "
+                         f"got {windows}")
+    rounds = max(b for _, b in windows)
     background_action, background_assess = strategy_tables(env_config.strategies)
     chunk = max(1, max_games_per_chunk // num_envs)
-    out = np.empty((num_candidates, num_envs, f))
+    out = np.empty((len(windows), num_candidates, num_envs, f))
     for start in range(0, num_candidates, chunk):
         stop = min(start + chunk, num_candidates)
         p = stop - start
@@ -60,10 +70,37 @@ def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *
         init = BatchedGame(env_config.params, background_action, background_assess,
                            batch=num_envs, seed=rng).reputation
         game.reputation = np.tile(init, (p, 1))
+        # cumulative[t] = focal payoffs summed over rounds 0 .. t - 1, at the window bounds only
+        bounds = sorted({t for w in windows for t in w})
+        cumulative = {0: np.zeros((p * num_envs, f))}
         total = np.zeros((p * num_envs, f))
-        for _ in range(rounds):
+        for t in range(rounds):
             noise = sample_round_noise(rng, num_envs, n, **env_config.params.noise_options())
             record = game.play_round(noise.tile(p))
             total += record.payoffs[:, focal]
-        out[start:stop] = (total / rounds).reshape(p, num_envs, f)
+            if t + 1 in bounds:
+                cumulative[t + 1] = total.copy()
+        for k, (a, b) in enumerate(windows):
+            out[k, start:stop] = ((cumulative[b] - cumulative[a]) / (b - a)).reshape(
+                p, num_envs, f)
     return out
+
+
+def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *,
+                          num_envs: int = 32, rounds: int | None = None, burn_in: int = 0,
+                          seed: int = 0, max_games_per_chunk: int = 1 << 17) -> np.ndarray:
+    """Mean payoff per round of every focal slot under P candidate sets of focal tables.
+
+    Args:
+        env_config, action_tables, signal_tables, num_envs, seed, max_games_per_chunk: as in
+            :func:`play_focal_tables`.
+        rounds: rounds averaged per game (default: the scenario's ``max_rounds``).
+        burn_in: rounds played first and not counted (0: one episode from the initial
+            reputations; see :func:`reciprocity.evaluation.burn_in_rounds` for the long run).
+    Returns:
+        (P, E, F): per game, each focal slot's mean payoff per round.
+    """
+    rounds = env_config.max_rounds if rounds is None else rounds
+    return play_focal_tables(env_config, action_tables, signal_tables,
+                             [(burn_in, burn_in + rounds)], num_envs=num_envs, seed=seed,
+                             max_games_per_chunk=max_games_per_chunk)[0]

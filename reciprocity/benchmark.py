@@ -1,37 +1,71 @@
-"""The results benchmark: every catalogue scenario x {rg, ppo, reinforce} x seeds.
+"""The results benchmark: sample-efficiency curves of every algorithm and policy class on the whole
+catalogue, with per-budget tuned hyper-parameters, long-run payoffs and head diagnosis.
 
-    reciprocity benchmark --out docs/results
+    reciprocity benchmark --out docs/results --tuning-doc docs/agents.md
+    reciprocity benchmark --quick --out runs/quick      # the same code paths in minutes
 
-For each scenario the reference (exhaustive search or ideal discriminator) is computed once; for
-each algorithm all seeds train together in one process (vectorised over seeds), with the same
-interaction budget for every algorithm; each seed is evaluated against the reference. Work is
-spread over ``workers`` processes. Writes ``results.json`` (one record per scenario and
-algorithm), ``runs/<scenario>/<algo>/default/`` (per-seed metrics and learning curves),
-``references/<scenario>.json``, learning-curve and policy heat-map PNGs, and refreshes the
-generated table in ``results.md`` next to the output folder (text outside the table markers is
-kept, so the discussion survives regeneration).
+Steps (every job runs in a pool of ``workers`` processes, longest first):
+
+1. the reference of every scenario (:func:`reciprocity.evaluation.reference`: long run after the
+   scenario's burn-in, episode figure beside it);
+2. the per-budget tuning (:mod:`reciprocity.tuning`; or ``--tuning FILE`` reuses an outcome, and
+   without tuning every algorithm runs its defaults);
+3. for every scenario, algorithm and policy class, the budgets are grouped by their tuned
+   hyper-parameters: one training run per group (all seeds together) plays the group's largest
+   budget and its policies are snapshotted and evaluated at every budget of the group — the
+   learners have no budget-dependent schedule, so a snapshot at 200 rounds of a 400-round run
+   *is* a 200-round run;
+4. one record per (scenario, algorithm, policy class, budget)
+   (:func:`reciprocity.records.build_record`), the curve points and the claim map
+   (:mod:`reciprocity.curves`), figures.
+
+Outputs in ``out``: ``results.json`` (``records``, ``curves``, ``config``), ``benchmark.json``
+(configuration and wall time), ``tuning.json``, ``references/<scenario>.json``,
+``runs/<scenario>/<algo>-<policy>/<budgets>/`` (per-seed metrics with every budget's evaluation,
+``progress.csv``), ``curves_<regime>.png``, ``policy_heatmaps.png``, ``learning_curves.png`` and
+``<scenario>.png``. The generated block of ``<out>.md`` (e.g. ``docs/results.md``) is refreshed:
+text outside the markers is kept, so the discussion survives regeneration. With
+``--tuning-doc FILE`` the tuning table of FILE is refreshed too.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from .curves import (
+    ALGO_COLOURS,
+    GROUP_TITLES,
+    GROUPS,
+    claim_map,
+    curve_points,
+    curve_table,
+    plot_curves,
+)
 from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
-from .envs.scenarios import scenarios
+from .envs.scenarios import get_scenario, scenarios
+from .records import build_record
 from .runfolder import open_run, save_figure, write_json, write_text
+from .stats import format_interval
+from .tuning import BUDGETS, POLICY_CLASSES, QUICK, TuningConfig, selected_params, train_job
+
+__all__ = ["ALGOS", "BenchmarkConfig", "build_record", "quick_config", "results_table",
+           "run_benchmark", "write_results_table"]
 
 ALGOS = ("rg", "ppo", "reinforce")
 TABLE_START = "<!-- results-table:start -->"
 TABLE_END = "<!-- results-table:end -->"
+CONTEXT_LEGEND = ("Contexts, G = Good, B = Bad. Action head P(C): own reputation, recipient's "
+                  "(GB: I am Good, my recipient is Bad). Signal head P(Good): observed donor's "
+                  "reputation, its recipient's, its action C / D (GBD: a Good donor defected "
+                  "against a Bad recipient).")
 
 
 @dataclass
@@ -40,125 +74,255 @@ class BenchmarkConfig:
 
     scenarios: tuple[str, ...] = field(default_factory=lambda: tuple(scenarios()))
     algos: tuple[str, ...] = ALGOS
-    seeds: int = 5  # seeds 0..seeds-1 per (scenario, algorithm)
-    rounds: int = 1000  # interaction budget: rounds in each game, identical for all algorithms
+    policies: tuple[str, ...] = POLICY_CLASSES  # policy classes
+    budgets: tuple[int, ...] = BUDGETS  # rounds per game, identical for all algorithms
+    main_budget: int = 1000  # the budget of the per-scenario table and policy figures
+    seeds: int = 5  # seeds 0..seeds-1 per (scenario, algorithm, policy class)
     num_envs: int = 16  # games per seed
     eval_envs: int = 256  # evaluation games per learner (= confirm_envs: paired games)
     search_envs: int = 32  # games per candidate in the reference search
     confirm_envs: int = 256  # fresh games confirming the reference (= eval_envs)
     workers: int = 2  # processes
-    algo_config: dict = field(default_factory=dict)  # {algo: {hyper-parameter: value}}
+    tuning: TuningConfig | None = field(default_factory=TuningConfig)  # None: the defaults
+    algo_config: dict = field(default_factory=dict)  # {algo: {hyper-parameter: value}} on top
+
+    def __post_init__(self):
+        for name in ("scenarios", "algos", "policies", "budgets"):
+            setattr(self, name, tuple(getattr(self, name)))
+        self.budgets = tuple(sorted(self.budgets))
+        if self.main_budget not in self.budgets:
+            raise ValueError(f"main_budget {self.main_budget} must be one of the budgets "
+                             f"{self.budgets}")
+        if self.tuning is not None and set(self.budgets) - set(self.tuning.budgets):
+            raise ValueError(f"budgets {self.budgets} must be tuned: tuning.budgets is "
+                             f"{self.tuning.budgets}")
 
     def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["scenarios"], d["algos"] = list(self.scenarios), list(self.algos)
-        return d
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["tuning"] = None if self.tuning is None else self.tuning.to_dict()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, progress: bool = True,
-                  write_table: bool = True, overwrite: bool = False) -> list[dict]:
-    """Run everything and write the outputs; returns the results records.
+def quick_config(**overrides) -> BenchmarkConfig:
+    """A few minutes on 2 cores, every code path of the full benchmark: 3 scenarios (degenerate,
+    discriminative, several learners), budgets of 10 and 20 rounds, 2 seeds, a tiny tuning."""
+    settings = dict(scenarios=("all-cooperators-v0", "L6-v0", "many-learners-v0"),
+                    budgets=(10, 20), main_budget=20, seeds=2, num_envs=4, eval_envs=16,
+                    search_envs=4, confirm_envs=16, tuning=TuningConfig(**QUICK))
+    return BenchmarkConfig(**{**settings, **overrides})
 
-    The runs are a sweep (:func:`reciprocity.sweep.run_sweep`, local backend) over the fixed grid
-    of ``cfg`` with one hyper-parameter combination per algorithm; this function adds the
-    figures and the results table. ``out`` holding another run is refused unless ``overwrite``.
+
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str | Path | None = None,
+                  tuning_doc: str | Path | None = None, progress: bool = True,
+                  write_table: bool = True, command: str | None = None,
+                  overwrite: bool = False) -> dict:
+    """Run everything and write the outputs; returns ``results.json``'s content.
+
+    Args:
+        tuning: an outcome of :func:`reciprocity.tuning.run_tuning` (or its ``tuning.json``) to
+            reuse; default: run ``cfg.tuning`` (or use the defaults if it is None).
+        tuning_doc: Markdown file whose tuning block is refreshed (e.g. ``docs/agents.md``).
+        command: the command line quoted in the generated blocks (default: the plain
+            ``reciprocity benchmark --out OUT --overwrite``).
+        overwrite: replace a folder that holds another run (otherwise refused).
     """
-    from .sweep import SweepGrid, run_config
+    from .runfolder import read_json
 
-    grid = SweepGrid.from_dict(
-        {"scenarios": list(cfg.scenarios), "algos": list(cfg.algos), "seeds": cfg.seeds,
-         "rounds": cfg.rounds, "num_envs": cfg.num_envs, "eval_envs": cfg.eval_envs,
-         "search_envs": cfg.search_envs, "confirm_envs": cfg.confirm_envs,
-         "params": {a: {k: [v] for k, v in cfg.algo_config[a].items()}
-                    for a in cfg.algos if cfg.algo_config.get(a)}}, source="benchmark")
-    with open_run(out, "benchmark", run_config(grid), overwrite=overwrite) as folder:
-        records = _run_benchmark(cfg, grid, folder, progress, write_table)
+    if isinstance(tuning, str | Path):
+        tuning = read_json(tuning, "--tuning", required=("selected", "candidates"))
+    identity = {"benchmark": cfg.to_dict(),
+                "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
+                                                                           "candidates")}}
+    with open_run(out, "benchmark", identity, overwrite=overwrite) as folder:
+        results = _run_benchmark(cfg, folder.path, tuning, tuning_doc, progress, write_table,
+                                 command)
         folder.complete()
-    return records
+    return results
 
 
-def _run_benchmark(cfg, grid, folder, progress: bool, write_table: bool) -> list[dict]:
-    from .sweep import run_sweep
+def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_doc,
+                   progress: bool, write_table: bool, command: str | None) -> dict:
+    from tqdm.auto import tqdm
 
-    out = folder.path
+    from .sweep import _reference_job, _run_local
+    from .train import TrainConfig
+    from .tuning import run_tuning, write_tuning_doc
+
+    command = command or f"reciprocity benchmark --out {out.as_posix()} --overwrite"
     start = time.perf_counter()
-    records = run_sweep(grid, folder, backend="local", workers=cfg.workers, progress=progress)
+    ids = {s: get_scenario(s).id for s in cfg.scenarios}
+    tuning_scenarios = [] if cfg.tuning is None or tuning is not None else \
+        [s for s in cfg.tuning.scenarios if get_scenario(s).id not in ids.values()]
+    wanted = list(cfg.scenarios) + tuning_scenarios
+    bar = tqdm(total=len(wanted), desc="references", disable=not progress, unit="job")
+    refs = {r["scenario"]: r for r in _run_local(
+        [(_reference_job, s, cfg.search_envs, cfg.confirm_envs, None) for s in wanted],
+        cfg.workers, bar)}
+    bar.close()
+    (out / "references").mkdir(exist_ok=True)
+    for ref in refs.values():
+        write_json(out / "references" / f"{ref['scenario']}.json", ref)
+
+    if tuning is None and cfg.tuning is not None:
+        tuning_cfg = dataclasses.replace(cfg.tuning, workers=cfg.workers, references=refs)
+        tuning = run_tuning(tuning_cfg, out, progress=progress)
+    if tuning is not None and tuning_doc is not None:
+        write_tuning_doc(tuning_doc, tuning, command)
+
+    runs = []  # (scenario id, algo, policy, params, budgets, TrainConfig, run dir)
+    for s, sid in ids.items():
+        for algo in cfg.algos:
+            for policy in cfg.policies:
+                groups: dict[str, list[int]] = {}
+                for b in cfg.budgets:
+                    params = {**selected_params(tuning, algo, policy, b),
+                              **cfg.algo_config.get(algo, {})}
+                    groups.setdefault(json.dumps(params, sort_keys=True), []).append(b)
+                for key, budgets in groups.items():
+                    params = json.loads(key)
+                    config = TrainConfig(
+                        s, algo=algo, seeds=tuple(range(cfg.seeds)), rounds=max(budgets),
+                        num_envs=cfg.num_envs, eval_envs=cfg.eval_envs,
+                        eval_rounds=refs[sid]["rounds"], eval_burn_in=refs[sid]["burn_in"],
+                        eval_budgets=tuple(budgets), algo_config={**params, "policy": policy},
+                        checkpoint_every=0, save_checkpoint=False, tensorboard=False)
+                    run_dir = out / "runs" / sid / f"{algo}-{policy}" / \
+                        ("budgets_" + "_".join(map(str, budgets)))
+                    runs.append((sid, algo, policy, params, budgets, config, run_dir))
+    order = sorted(range(len(runs)), key=lambda k: -_cost(runs[k]))
+    bar = tqdm(total=len(runs), desc="benchmark runs", disable=not progress, unit="run")
+    results = _run_local([(train_job, runs[k][5], str(runs[k][6])) for k in order],
+                         cfg.workers, bar)
+    bar.close()
+    run_metrics = dict(zip(order, results, strict=True))
+
+    records = []
+    for k, (sid, algo, policy, params, budgets, _, run_dir) in enumerate(runs):
+        write_json(run_dir / "params.json", params)
+        for b in budgets:
+            per_seed = [{**{key: v for key, v in m.items() if key != "budgets"},
+                         **next(e for e in m["budgets"] if e["rounds"] == b)}
+                        for m in run_metrics[k]]
+            record = build_record(sid, algo, per_seed, refs[sid], params)
+            record.update(policy_class=policy, budget=b,
+                          run=run_dir.relative_to(out).as_posix())
+            records.append(record)
+    records.sort(key=lambda r: (list(ids.values()).index(r["scenario"]), ALGOS.index(r["algo"]),
+                                POLICY_CLASSES.index(r["policy_class"]), r["budget"]))
+    points = curve_points(records)
     meta = {"config": cfg.to_dict(), "wall_seconds": time.perf_counter() - start,
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "command": command,
+            "tuning": "defaults" if tuning is None else "tuned per budget (tuning.json)"}
+    results_json = {"config": meta["config"], "records": records, "curves": points}
+    write_json(out / "results.json", results_json)
     write_json(out / "benchmark.json", meta)
-    refs = {s: json.loads((out / "references" / f"{s}.json").read_text())
-            for s in {r["scenario"] for r in records}}
-    run_dirs = {(r["scenario"], r["algo"]): out / r["run"] for r in records}
-    runs = {key: _load_metrics(path) for key, path in run_dirs.items()}
-    scenario_ids = list(dict.fromkeys(r["scenario"] for r in records))
-    plot_learning_curves(out, scenario_ids, cfg.algos, refs, run_dirs)
-    plot_policy_heatmaps(out, scenario_ids, cfg.algos, refs, runs)
-    for s in scenario_ids:
-        plot_scenario(out, s, cfg.algos, refs[s], {a: runs[(s, a)] for a in cfg.algos},
-                      {a: run_dirs[(s, a)] for a in cfg.algos})
+
+    scenario_ids = list(ids.values())
+    main = [r for r in records if r["budget"] == cfg.main_budget]
+    main_runs = {(r["scenario"], r["algo"], r["policy_class"]): out / r["run"] for r in main}
+    for group in dict.fromkeys(p["group"] for p in points):
+        plot_curves(out, points, group, cfg.seeds)
+    plot_policy_heatmaps(out, scenario_ids, main, refs)
+    plot_learning_curves(out, scenario_ids, main_runs, refs)
+    for sid in scenario_ids:
+        plot_scenario(out, sid, [r for r in records if r["scenario"] == sid], refs[sid],
+                      cfg.main_budget)
     if write_table:
-        write_results_table(out, records, meta)
-    return records
+        write_results_table(out, results_json, meta, refs)
+    return results_json
 
 
-def _load_metrics(run_dir: Path) -> list[dict]:
-    """The evaluated per-seed metrics of a run folder (one seed: metrics.json at the top)."""
-    single = run_dir / "metrics.json"
-    if single.is_file():
-        return [json.loads(single.read_text())]
-    files = sorted(run_dir.glob("seed_*/metrics.json"), key=lambda p: int(p.parent.name[5:]))
-    return [json.loads(f.read_text()) for f in files]
+def _cost(run) -> float:
+    """Rough relative cost of a run, to start long ones first."""
+    from .tuning import _cost as tuning_cost
+
+    _, algo, policy, params, budgets, config, _ = run
+    s = get_scenario(config.scenario)
+    size = len(s.population) * s.num_focal / 10
+    return size * tuning_cost(algo, policy, {**params, **config.algo_config}, max(budgets))
 
 
-def build_record(scenario: str, algo: str, metrics: list[dict], ref: dict,
-                 params: Mapping[str, Any] | None = None,
-                 run_dir: Path | None = None) -> dict:
-    """One results.json record for (scenario, algorithm) over its seeds; ``params`` are the
-    hyper-parameters that differ from the defaults. Adds each seed's evaluation to its metrics
-    (and rewrites its metrics.json when ``run_dir`` is given)."""
-    from .evaluation import evaluate_run, mean_ci95
-
-    evals = [evaluate_run(m, ref) for m in metrics]
-    for m, e in zip(metrics, evals, strict=True):
-        m["evaluation"] = e
-        if run_dir is not None:
-            seed_dir = run_dir / (f"seed_{m['seed']}" if len(metrics) > 1 else "")
-            seed_dir.mkdir(parents=True, exist_ok=True)
-            write_json(seed_dir / "metrics.json", m)
-    payoff = mean_ci95([m["per_interaction_payoff"] for m in metrics])
-    perf = mean_ci95([e["reference_performance"] for e in evals])
-    adher = mean_ci95([e["adherence"] for e in evals])
-    return {
-        "scenario": scenario, "algo": algo, "regime": ref["regime"],
-        "seeds": [m["seed"] for m in metrics],
-        "per_interaction_payoff": {"mean": payoff[0], "ci95": payoff[1]},
-        "reference_payoff": ref["reference_payoff"],
-        "reference_kind": ref["kind"],
-        "full_cooperation_payoff": ref["full_cooperation_payoff"],
-        "reference_performance": {"mean": perf[0], "ci95": perf[1]},
-        "adherence": {"mean": adher[0], "ci95": adher[1]},
-        "constant_output": float(np.mean([e["constant_output_any_head"] for e in evals])),
-        "constant_output_action": float(np.mean(
-            [next(iter(e["constant_output"].values()))["action"] for e in evals])),
-        "constant_output_signal": float(np.mean(
-            [next(iter(e["constant_output"].values()))["signal"] for e in evals])),
-        "reference_constant_output": reference_constant_output(ref),
-        "rounds": metrics[0]["rounds"], "interactions_per_seed": metrics[0]["interactions"],
-        "wall_seconds": metrics[0]["wall_seconds"],
-        "params": dict(params or {}),
-    }
+# -- figures -----------------------------------------------------------------------------------
+def _grid(n: int, cols: int) -> tuple[int, int]:
+    """(rows, columns) of a panel grid for n panels: no more than cols - 1 empty panels."""
+    cols = max(1, min(n, cols))
+    return -(-n // cols), cols
 
 
-def reference_constant_output(ref: dict) -> dict[str, bool]:
-    """Whether the reference policy's own heads are constant over the visited contexts."""
-    from .evaluation import evaluate_run
+def _pyplot():
+    import matplotlib
 
-    fake = {"scenario": ref["scenario"], "per_interaction_payoff": ref["reference_payoff"],
-            "policies": {"reference": ref["policy"]}}
-    return evaluate_run(fake, ref)["constant_output"]["reference"]
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def _curves(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _label(algo: str, policy: str) -> str:
+    return f"{algo} ({policy})"
+
+
+def _mean_policy(record: dict) -> list[float]:
+    """Mean over seeds (and focal learners) of the 12 probabilities, display order."""
+    keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
+    return [float(np.mean([h[head]["probs"][k] for s in record["per_seed"]
+                           for h in s["heads"].values()])) for head, k in keys]
+
+
+def _policy_grid(ref: dict, records: list[dict]) -> tuple[list[str], np.ndarray]:
+    keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
+    labels = ["reference"] + [_label(r["algo"], r["policy_class"]) for r in records]
+    grid = [[ref["policy"][h][k] for h, k in keys]] + [_mean_policy(r) for r in records]
+    return labels, np.array(grid)
+
+
+def _draw_policies(ax, labels, grid, *, annotate: bool, ytick_labels: bool = True):
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    ax.set_yticks(range(len(labels)), labels if ytick_labels else [], fontsize=7)
+    ax.set_xticks(range(12), list(ACTION_CONTEXTS) + list(SIGNAL_CONTEXTS), fontsize=7,
+                  rotation=90)
+    ax.axvline(3.5, color="k", lw=1.2)
+    if annotate:
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    return im
+
+
+def _legend_text(width_inches: float) -> str:
+    """The context legend, wrapped to a figure's width."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(CONTEXT_LEGEND, max(60, int(width_inches * 16))))
+
+
+def plot_policy_heatmaps(out: Path, scenario_ids, records: list[dict], refs: dict) -> Path:
+    """One panel per scenario (three per row): rows = reference and every algorithm and policy
+    class, columns = the 12 contexts, colour = mean probability of C / Good over seeds."""
+    plt = _pyplot()
+    rows, cols = _grid(len(scenario_ids), 3)
+    per_panel = 1 + len([r for r in records if r["scenario"] == scenario_ids[0]])
+    width = 5.0 * cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width, (0.22 * per_panel + 1.1) * rows + 1.4),
+                             squeeze=False, layout="constrained")
+    im = None
+    for k, (ax, sid) in enumerate(zip(axes.flat, scenario_ids, strict=False)):
+        labels, grid = _policy_grid(refs[sid], [r for r in records if r["scenario"] == sid])
+        im = _draw_policies(ax, labels, grid, annotate=False, ytick_labels=k % cols == 0)
+        ax.set_title(f"{sid} ({refs[sid]['regime']})", fontsize=8)
+    for ax in axes.flat[len(scenario_ids):]:
+        ax.axis("off")
+    bar = fig.colorbar(im, ax=axes, location="bottom", shrink=min(1.0, 6 / width), aspect=40)
+    bar.set_label("probability of C (action head, left of the black line) or Good (signal "
+                  "head), mean over seeds", fontsize=8)
+    fig.supxlabel(_legend_text(width), fontsize=7)
+    path = out / "policy_heatmaps.png"
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _training_curves(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(rounds (U,), reward per round (U, seeds)) from a run's progress.csv."""
     with (run_dir / "progress.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -178,155 +342,190 @@ def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
     return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same") / count, 0, y)
 
 
-def plot_learning_curves(out: Path, scenario_ids, algos, refs: dict, run_dirs: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(scenario_ids)
-    cols = 4
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, scenario_ids, strict=False):
-        for a in algos:
-            x, y = _curves(run_dirs[(s, a)])
-            y = _smooth(y)
-            mean = np.nanmean(y, axis=1)
-            half = 1.96 * np.nanstd(y, axis=1, ddof=1) / np.sqrt(y.shape[1]) \
-                if y.shape[1] > 1 else np.zeros_like(mean)
-            ax.plot(x, mean, label=a)
-            ax.fill_between(x, mean - half, mean + half, alpha=0.2)
-        ax.axhline(refs[s]["reference_payoff"], color="k", ls="--", lw=1, label="reference")
-        ax.set_title(s, fontsize=9)
+def plot_learning_curves(out: Path, scenario_ids, runs: dict, refs: dict) -> Path:
+    """Training payoff per round against rounds played, one panel per scenario (four per row),
+    one line per algorithm and policy class (mean over seeds, smoothed over 5 updates)."""
+    plt = _pyplot()
+    rows, cols = _grid(len(scenario_ids), 4)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols + 0.6, 2.8 * rows + 1.0),
+                             squeeze=False, layout="constrained")
+    for ax, sid in zip(axes.flat, scenario_ids, strict=False):
+        for (scenario, algo, policy), run_dir in runs.items():
+            if scenario != sid:
+                continue
+            x, y = _training_curves(run_dir)
+            ax.plot(x, np.nanmean(_smooth(y), axis=1), color=ALGO_COLOURS.get(algo),
+                    ls="-" if policy == "tabular" else "--", label=_label(algo, policy))
+        ax.axhline(refs[sid]["reference_payoff"], color="k", ls=":", lw=1,
+                   label="reference (long run)")
+        ax.set_title(sid, fontsize=9)
         ax.tick_params(labelsize=7)
-    for ax in axes.flat[n:]:
+    for ax in axes.flat[len(scenario_ids):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.supxlabel("rounds played per game")
-    fig.supylabel("training payoff per round (mean ± 95% CI over seeds)")
-    fig.tight_layout()
-    save_figure(fig, out / "learning_curves.png", dpi=110)
+    for k, ax in enumerate(axes.flat[:len(scenario_ids)]):
+        if k + cols >= len(scenario_ids):  # no panel below
+            ax.set_xlabel("rounds played per game", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
+               fontsize=8)
+    fig.supylabel("training payoff per round (mean over seeds)", fontsize=9)
+    path = out / "learning_curves.png"
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
+    return path
 
 
-def plot_policy_heatmaps(out: Path, scenario_ids, algos, refs: dict, runs: dict) -> None:
-    """Per scenario: rows = reference + algorithms, columns = the 12 contexts, colour = mean
-    probability of C / Good of the first focal learner over seeds."""
-    import matplotlib
+def plot_scenario(out: Path, scenario: str, records: list[dict], ref: dict,
+                  main_budget: int) -> Path:
+    """One scenario: long-run payoff against interactions for every algorithm and policy class
+    (left; band: 95% bootstrap over seeds), the learned policies at ``main_budget`` rounds
+    (right)."""
+    from .curves import interaction_ticks
+    from .stats import bootstrap_ci95
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
-    n = len(scenario_ids)
-    cols = 3
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 1.0 + 0.45 * (len(algos) + 1)
-                                                  * rows + 0.6 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, scenario_ids, strict=False):
-        grid = [[refs[s]["policy"][h][k] for h, k in keys]]
-        for a in algos:
-            grid.append([float(np.mean([m["policy"][h][k] for m in runs[(s, a)]]))
-                         for h, k in keys])
-        im = ax.imshow(np.array(grid), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-        ax.set_yticks(range(len(algos) + 1), ["reference", *algos], fontsize=7)
-        ax.set_xticks(range(12), [k for _, k in keys], fontsize=6, rotation=90)
-        ax.axvline(3.5, color="k", lw=1)
-        ax.set_title(f"{s} ({refs[s]['regime']})", fontsize=8)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    fig.subplots_adjust(wspace=0.35)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="P(C) | P(Good), mean over seeds")
-    save_figure(fig, out / "policy_heatmaps.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_scenario(out: Path, scenario: str, algos, ref: dict, runs: dict,
-                  run_dirs: dict) -> Path:
-    """One figure for one scenario: learning curves (left), policies (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8),
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.0), layout="constrained",
                                       gridspec_kw={"width_ratios": [1, 1.3]})
-    for a in algos:
-        x, y = _curves(run_dirs[a])
-        mean = np.nanmean(_smooth(y), axis=1)
-        left.plot(x, mean, label=a)
-        for k in range(y.shape[1]):
-            left.plot(x, _smooth(y)[:, k], lw=0.5, alpha=0.4, color=left.lines[-1].get_color())
-    left.axhline(ref["reference_payoff"], color="k", ls="--", lw=1, label="reference optimum")
-    left.axhline(ref["full_cooperation_payoff"], color="grey", ls=":", lw=1,
+    for algo, policy in dict.fromkeys((r["algo"], r["policy_class"]) for r in records):
+        line = sorted((r for r in records if (r["algo"], r["policy_class"]) == (algo, policy)),
+                      key=lambda r: r["budget"])
+        x = [r["interactions_per_seed"] for r in line]
+        stats = [bootstrap_ci95([s["per_interaction_payoff"] for s in r["per_seed"]])
+                 for r in line]
+        colour = ALGO_COLOURS.get(algo)
+        left.plot(x, [m for m, _, _ in stats], marker="o", color=colour,
+                  ls="-" if policy == "tabular" else "--", label=_label(algo, policy))
+        left.fill_between(x, [lo for _, lo, _ in stats], [hi for _, _, hi in stats],
+                          color=colour, alpha=0.15, lw=0)
+    left.axhline(ref["reference_payoff"], color="k", ls=":", lw=1,
+                 label="reference optimum (long run)")
+    left.axhline(ref["full_cooperation_payoff"], color="grey", ls="-.", lw=1,
                  label="b − c (full cooperation)")
-    left.set(xlabel="rounds played per game", ylabel="training payoff per round",
-             title=f"{scenario}: learning curves (thin: seeds)")
-    left.legend(fontsize=8)
-    keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
-    grid = [[ref["policy"][h][k] for h, k in keys]]
-    grid += [[float(np.mean([m["policy"][h][k] for m in runs[a]])) for h, k in keys]
-             for a in algos]
-    im = right.imshow(np.array(grid), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-    for i, row in enumerate(grid):
-        for j, v in enumerate(row):
-            right.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
-    right.set_yticks(range(len(algos) + 1), ["reference", *algos])
-    right.set_xticks(range(12), [k for _, k in keys], rotation=90, fontsize=8)
-    right.axvline(3.5, color="k", lw=1.5)
-    right.set_title("P(C | own, recipient)   |   P(Good | donor, recipient, action)")
-    fig.colorbar(im, ax=right, shrink=0.8)
-    fig.tight_layout()
+    interaction_ticks(left, [r["interactions_per_seed"] for r in records])
+    left.set(xlabel="interactions per seed (rounds x games)",
+             ylabel="long-run payoff per round (band: 95% over seeds)",
+             title=f"{scenario}: sample efficiency")
+    left.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    main = [r for r in records if r["budget"] == main_budget]
+    labels, grid = _policy_grid(ref, main)
+    im = _draw_policies(right, labels, grid, annotate=True)
+    right.set_title(f"policies after {main_budget} rounds per game (mean over seeds)",
+                    fontsize=9)
+    bar = fig.colorbar(im, ax=right, shrink=0.8)
+    bar.set_label("P(C) left of the black line, P(Good) right of it", fontsize=8)
+    fig.supxlabel(_legend_text(13), fontsize=7)
     path = out / f"{scenario}.png"
     save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
 
-def _fmt(stat: dict, digits: int = 3) -> str:
-    mean, half = stat["mean"], stat["ci95"]
-    if half != half:  # nan
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+# -- tables ------------------------------------------------------------------------------------
+SIDES = {"action": ("always D", "always C"), "signal": ("always Bad", "always Good")}
 
 
-def results_table(records: list[dict]) -> str:
-    lines = ["| scenario | regime | algo | payoff / round | reference | b − c | "
-             "reference performance | adherence | constant-output seeds (action / signal) | "
-             "reference constant (action / signal) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+def seed_words(record: dict, head: str) -> str:
+    """How the runs' head came out, in words, most frequent first:
+    ``conditional 4/5, always C 1/5``."""
+    labels = []
+    for s in record["per_seed"]:
+        for h in s["heads"].values():
+            d = h[head]
+            labels.append("conditional" if d["diagnosis"] == "context-sensitive" else
+                          SIDES[head][d["side"]] if d["diagnosis"] == "constant" else
+                          "undecided")
+    total = len(labels)
+    counts = {k: labels.count(k) for k in sorted(set(labels), key=lambda k: -labels.count(k))}
+    unit = "" if total == len(record["per_seed"]) else " learners"
+    return ", ".join(f"{k} {n}/{total}{unit}" for k, n in counts.items())
+
+
+def _reference_words(record: dict, head: str) -> str:
+    d = record["reference_heads"][head]
+    if d["diagnosis"] == "constant":
+        return SIDES[head][d["side"]]
+    return "conditional" if d["diagnosis"] == "context-sensitive" else "undecided"
+
+
+def results_table(records: list[dict], refs: dict | None = None) -> str:
+    """One row per record: long-run payoff (and the episode payoff where it differs from the
+    long run by more than the reference's interval), reference, fraction of the reference,
+    adherence, and how the heads came out."""
+    lines = ["| scenario | regime | algorithm | policy | rounds per game | payoff / round "
+             "(long run) | episode from the initial reputations | reference (long run) | "
+             "fraction of the reference | adherence | action head | signal head | "
+             "optimal heads (action / signal) |",
+             "|" + " --- |" * 13]
     for r in records:
-        perf = r["reference_performance"]
-        perf = "n/a (reference ≤ 0)" if perf["mean"] != perf["mean"] else _fmt(perf)
-        ref_const = r["reference_constant_output"]
-        yes_no = " / ".join("yes" if ref_const[h] else "no" for h in ("action", "signal"))
+        episode = "≈ long run"
+        if "episode_payoff" in r:
+            half = (refs or {}).get(r["scenario"], {}).get("reference_ci95", 0.0)
+            if abs(r["episode_payoff"]["mean"] - r["per_interaction_payoff"]["mean"]) > half:
+                episode = format_interval(r["episode_payoff"])
         lines.append(
-            f"| {r['scenario']} | {r['regime']} | {r['algo']} | "
-            f"{_fmt(r['per_interaction_payoff'])} | {r['reference_payoff']:.3f} | "
-            f"{r['full_cooperation_payoff']:g} | {perf} | {_fmt(r['adherence'])} | "
-            f"{r['constant_output_action']:.0%} / {r['constant_output_signal']:.0%} | "
-            f"{yes_no} |")
+            f"| {r['scenario']} | {r['regime']} | {r['algo']} | {r['policy_class']} | "
+            f"{r['budget']} | {format_interval(r['per_interaction_payoff'])} | {episode} | "
+            f"{r['reference_payoff']:.3f} | {format_interval(r['reference_performance'])} | "
+            f"{format_interval(r['adherence'])} | {seed_words(r, 'action')} | "
+            f"{seed_words(r, 'signal')} | {_reference_words(r, 'action')} / "
+            f"{_reference_words(r, 'signal')} |")
     return "\n".join(lines)
 
 
-def write_results_table(out: Path, records: list[dict], meta: dict) -> None:
+def write_results_table(out: Path, results: dict, meta: dict, refs: dict) -> None:
     """Refresh the generated block of ``<out>.md`` (e.g. docs/results.md for docs/results)."""
     cfg = meta["config"]
-    block = "\n".join([
+    records, points = results["records"], results["curves"]
+    tuned = "tuned at each budget (see the tuning table in agents.md)" \
+        if meta["tuning"] != "defaults" else "default hyper-parameters"
+    burn_in = {r["scenario"]: r.get("burn_in") for r in records}
+    blocks = [
         TABLE_START,
-        f"Generated by `reciprocity benchmark --out {out.as_posix()} --overwrite` "
-        f"({cfg['seeds']} seeds, {cfg['rounds']} rounds x {cfg['num_envs']} games per seed "
-        f"for every algorithm; {meta['wall_seconds'] / 60:.1f} min on {meta['cpu_count']} "
-        "cores). Mean ± 95% interval over seeds.",
+        f"Generated by `{meta['command']}` "
+        f"({len(cfg['scenarios'])} scenarios; {', '.join(cfg['algos'])}; "
+        f"{', '.join(cfg['policies'])} policies; {cfg['seeds']} seeds x {cfg['num_envs']} games "
+        f"at budgets of {', '.join(map(str, cfg['budgets']))} rounds per game, {tuned}; "
+        f"{meta['wall_seconds'] / 60:.1f} min on {meta['cpu_count']} cores). Payoffs are "
+        "long-run payoffs per round (after each scenario's burn-in, listed below). Intervals: "
+        "payoffs mean ± 95% Student t over seeds; fractions, adherence and shares mean [95% "
+        "percentile bootstrap over seeds] (a single number: every seed gave the same value).",
         "",
-        results_table(records),
+        "### Sample efficiency",
         "",
-        f"![learning curves]({out.name}/learning_curves.png)",
+    ]
+    for group in GROUPS:
+        if not any(p["group"] == group for p in points):
+            continue
+        blocks += [f"**{GROUP_TITLES[group]}**: long-run payoff as a fraction of the reference "
+                   "(mean over the scenarios with a positive reference) and, in brackets, the "
+                   f"training wall-clock time of the {cfg['seeds']} seeds together (median over "
+                   "scenarios).", "", curve_table(points, group), "",
+                   f"![{group} curves]({out.name}/curves_{group}.png)", ""]
+    blocks += [
+        "### Claim map: where do the baselines collapse into constant-output policies?",
+        "",
+        "Share of runs (scenario x seed; several learners: every learner) whose head is "
+        "*conditional* (its greedy output differs across the decisive contexts, every output "
+        "there at least 0.2 from 0.5), *constant* (every visited output on one side of 0.5 by "
+        "at least 0.2) or *undecided* (neither: outputs near 0.5, not learned yet). The claim "
+        "holds in a cell when at least half of a baseline's runs have a constant action head "
+        "where the optimal action rule is conditional.",
+        "",
+        claim_map(points),
+        "",
+        f"### Every scenario at {cfg['main_budget']} rounds per game",
+        "",
+        "Burn-in (rounds before the long-run window, from the scenario's dynamics): "
+        + ", ".join(f"{s} {b}" for s, b in burn_in.items()) + ".",
+        "",
+        results_table([r for r in records if r["budget"] == cfg["main_budget"]], refs),
         "",
         f"![policy heat-maps]({out.name}/policy_heatmaps.png)",
+        "",
+        f"![learning curves]({out.name}/learning_curves.png)",
         TABLE_END,
-    ])
+    ]
+    block = "\n".join(blocks)
     md = out.with_suffix(".md")
     text = md.read_text() if md.is_file() else f"# Results\n\n{TABLE_START}\n{TABLE_END}\n"
     if TABLE_START in text and TABLE_END in text:

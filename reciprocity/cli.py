@@ -6,7 +6,8 @@
     reciprocity train --resume DIR        continue a stopped run from its checkpoint
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
-    reciprocity benchmark --out docs/results            every scenario x algorithm x seed
+    reciprocity benchmark --out docs/results            curves: scenarios x algos x budgets
+    reciprocity tune --out DIR                          per-budget hyper-parameter search
     reciprocity flagship [--out runs/flagship]          RG vs PPO on the flagship (main job)
     reciprocity sweep --grid FILE --backend local|ray   a grid of scenarios x algos x params
 
@@ -40,7 +41,7 @@ DEMO_POLICIES = {
 
 #: Keys ``evaluate`` needs in a run's metrics.json and in a reference.json.
 METRICS_KEYS = ("scenario", "algo", "seed", "per_interaction_payoff", "policies", "config",
-                "scenario_hash", "evaluation_protocol")
+                "scenario_hash", "protocol")
 REFERENCE_KEYS = ("scenario", "scenario_hash", "protocol", "reference_payoff", "policy", "kind",
                   "regime", "decisive_contexts")
 
@@ -303,8 +304,9 @@ def _cmd_reference(args) -> int:
         write_json(folder.path / "reference.json", ref)
         folder.complete()
     print(f"{ref['scenario']}: reference payoff {ref['reference_payoff']:.3f} "
-          f"± {ref['reference_ci95']:.3f} ({ref['kind']}, regime {ref['regime']}; "
-          f"b - c = {ref['full_cooperation_payoff']:g})")
+          f"± {ref['reference_ci95']:.3f} in the long run (after a burn-in of "
+          f"{ref['burn_in']} rounds), {ref['episode_payoff']:.3f} over the first episode "
+          f"({ref['kind']}, regime {ref['regime']}; b - c = {ref['full_cooperation_payoff']:g})")
     action = " ".join(f"{k}:{int(v)}" for k, v in ref["policy"]["action"].items())
     signal = " ".join(f"{k}:{int(v)}" for k, v in ref["policy"]["signal"].items())
     print(f"  action {action}\n  signal {signal}")
@@ -351,9 +353,11 @@ def _cmd_evaluate(args) -> int:
     else:  # the run stores its scenario as data, so files need not be at hand any more
         scenario = Scenario.from_dict(first["config"]["scenario"],
                                       source=f"{runs[0][0]} (config.scenario)")
-        eval_envs = first["config"]["train"].get("eval_envs", 256)
-        ref = reference(scenario, rounds=first["evaluation_protocol"]["rounds"],
-                        confirm_envs=eval_envs)  # paired with the run's evaluation games
+        protocol = first.get("protocol") or {}
+        # paired with the run's evaluation games: same games, burn-in and window
+        ref = reference(scenario, rounds=protocol.get("window"), burn_in=protocol.get("burn_in"),
+                        confirm_envs=protocol.get("num_envs", 256),
+                        confirm_seed=protocol.get("seed", 1))
     results = [evaluate_run(m, ref) for _, m in runs]  # refuses another game or protocol
     with locked(run):
         for (path, m), result in zip(runs, results, strict=True):
@@ -376,8 +380,9 @@ def _cmd_evaluate(args) -> int:
         print(f"{m['scenario']} {m['algo']} seed {m['seed']}: "
               f"payoff {m['per_interaction_payoff']:.3f} / reference "
               f"{result['reference_payoff']:.3f} = {perf}; "
-              f"adherence {result['adherence']:.3f}; constant-output "
-              f"{result['constant_output'][next(iter(result['constant_output']))]}")
+              f"adherence {result['adherence']:.3f}; heads: " + ", ".join(
+                  f"{head} {d['diagnosis']}" for head, d in
+                  result["heads"][next(iter(result["heads"]))].items()))
     if len(runs) > 1:
         stats = summary["evaluation"]
         print(f"{len(runs)} seeds: reference performance "
@@ -394,20 +399,34 @@ def _mean_text(stat: dict) -> str:
 
 
 def _cmd_benchmark(args) -> int:
-    from .benchmark import BenchmarkConfig, results_table, run_benchmark
+    from .benchmark import BenchmarkConfig, quick_config, run_benchmark
 
-    defaults = BenchmarkConfig()
-    cfg = BenchmarkConfig(
-        scenarios=tuple(args.scenarios) if args.scenarios else defaults.scenarios,
-        algos=tuple(args.algos) if args.algos else defaults.algos,
-        seeds=args.seeds, rounds=args.rounds, num_envs=args.num_envs,
-        eval_envs=args.eval_envs, search_envs=args.search_envs,
-        confirm_envs=args.confirm_envs, workers=args.workers)
+    overrides = {k: v for k, v in (
+        ("scenarios", tuple(args.scenarios) if args.scenarios else None),
+        ("algos", tuple(args.algos) if args.algos else None),
+        ("policies", tuple(args.policies) if args.policies else None),
+        ("seeds", args.seeds), ("workers", args.workers)) if v is not None}
+    if args.no_tuning:
+        overrides["tuning"] = None
+    cfg = quick_config(**overrides) if args.quick else BenchmarkConfig(**overrides)
     for s in cfg.scenarios:
         get_scenario(s)
-    records = run_benchmark(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
-    print(results_table(records))
-    print(f"wrote {args.out}/results.json and {Path(args.out).with_suffix('.md')}")
+    if args.tuning and not Path(args.tuning).is_file():
+        raise ValueError(f"--tuning: no such file {args.tuning}")
+    command = ["reciprocity", "benchmark", "--out", Path(args.out).as_posix()]
+    for flag, value in (("--quick", args.quick), ("--no-tuning", args.no_tuning),
+                        ("--tuning", args.tuning), ("--tuning-doc", args.tuning_doc),
+                        ("--scenarios", args.scenarios), ("--algos", args.algos),
+                        ("--policies", args.policies), ("--seeds", args.seeds)):
+        if value not in (None, False):
+            command += [flag] + ([] if value is True else
+                                 list(map(str, value)) if isinstance(value, list) else [value])
+    command.append("--overwrite")  # the command regenerates the folder it names
+    results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
+                            progress=not args.quiet, command=" ".join(map(str, command)),
+                            overwrite=args.overwrite)
+    print(f"{len(results['records'])} records; wrote {args.out}/results.json and "
+          f"{Path(args.out).with_suffix('.md')}")
     return 0
 
 
@@ -415,15 +434,17 @@ def _cmd_flagship(args) -> int:
     from .benchmark import BenchmarkConfig, results_table, run_benchmark
 
     scenario = "discriminators-vs-defectors-v0"
-    cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), seeds=args.seeds,
-                          rounds=args.rounds, workers=args.workers)
+    cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), policies=("tabular",),
+                          seeds=args.seeds, budgets=(args.rounds,), main_budget=args.rounds,
+                          tuning=None, workers=args.workers)
     print(f"{scenario}: {get_scenario(scenario).description}")
     print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
-          f"{cfg.rounds} rounds each, and the exhaustive reference (4096 policies)...")
-    records = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False,
+          f"{args.rounds} rounds each (default hyper-parameters), and the exhaustive reference "
+          "(4096 policies)...")
+    results = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False,
                             overwrite=args.overwrite)
     print()
-    print(results_table(records))
+    print(results_table(results["records"]))
     print(f"\nplot: {Path(args.out) / (scenario + '.png')}; records: "
           f"{Path(args.out) / 'results.json'}")
     return 0
@@ -434,6 +455,22 @@ def _add_output_options(p, out_help: str, default: str | None = None) -> None:
                    help=out_help)
     p.add_argument("--overwrite", action="store_true",
                    help="clear the output folder first if it holds another run")
+
+
+def _cmd_tune(args) -> int:
+    from .runfolder import open_run
+    from .tuning import QUICK, TuningConfig, run_tuning, tuning_table, write_tuning_doc
+
+    cfg = TuningConfig(**(QUICK if args.quick else {}), workers=args.workers)
+    with open_run(args.out, "tune", cfg.to_dict(), overwrite=args.overwrite) as folder:
+        outcome = run_tuning(cfg, folder.path, progress=not args.quiet)
+        folder.complete()
+    if args.doc:
+        command = f"reciprocity tune --out {Path(args.out).as_posix()} --doc {args.doc}"
+        write_tuning_doc(args.doc, outcome, command + (" --quick" if args.quick else "")
+                         + " --overwrite")
+    print(tuning_table(outcome))
+    print(f"wrote {Path(args.out) / 'tuning.json'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -527,24 +564,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluation rounds (default: compute it)")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = command("benchmark", "all scenarios x algorithms x seeds -> results table")
+    p = command("benchmark", "sample-efficiency curves of every algorithm and policy class on "
+                "the catalogue, tuned per budget -> results page")
     _add_output_options(p, "output folder; the table goes to the .md file beside it",
                         "docs/results")
+    p.add_argument("--quick", action="store_true",
+                   help="3 scenarios, budgets 10 and 20, 2 seeds, a tiny tuning: the same code "
+                        "paths in a few minutes (for CI)")
+    p.add_argument("--tuning", metavar="FILE",
+                   help="reuse a tuning outcome (tuning.json) instead of running the search")
+    p.add_argument("--no-tuning", action="store_true",
+                   help="run every algorithm with its default hyper-parameters")
+    p.add_argument("--tuning-doc", metavar="FILE",
+                   help="Markdown file whose tuning table is refreshed, e.g. docs/agents.md")
     p.add_argument("--scenarios", nargs="+", help="scenario ids (default: the catalogue)")
     p.add_argument("--algos", nargs="+", choices=["rg", "ppo", "reinforce"],
                    help="algorithms (default: all three)")
-    p.add_argument("--seeds", type=_count, default=5, help="seeds 0 .. N-1 per scenario and "
-                   "algorithm")
-    p.add_argument("--rounds", type=_count, default=BenchmarkDefaults.rounds,
-                   help="rounds per game for every algorithm")
-    p.add_argument("--num-envs", type=_count, default=16, help="games per seed")
-    p.add_argument("--eval-envs", type=_count, default=256,
-                   help="evaluation games per learner")
-    p.add_argument("--search-envs", type=_count, default=32,
-                   help="games per policy in the reference search")
-    p.add_argument("--confirm-envs", type=_count, default=256,
-                   help="games confirming the reference (equal to --eval-envs: paired games)")
-    p.add_argument("--workers", type=_count, default=2, help="processes")
+    p.add_argument("--policies", nargs="+", choices=["tabular", "mlp"],
+                   help="policy classes (default: both)")
+    p.add_argument("--seeds", type=_count, help="seeds 0 .. N-1 per cell (default 5; --quick 2)")
+    p.add_argument("--workers", type=_count, help="processes (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_benchmark)
 
@@ -553,11 +592,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algos", nargs="+", default=["rg", "ppo"],
                    choices=["rg", "ppo", "reinforce"], help="algorithms")
     p.add_argument("--seeds", type=_count, default=2, help="seeds 0 .. N-1 per algorithm")
-    p.add_argument("--rounds", type=_count, default=BenchmarkDefaults.rounds,
+    p.add_argument("--rounds", type=_count, default=BenchmarkDefaults.main_budget,
                    help="rounds per game for every algorithm")
     p.add_argument("--workers", type=_count, default=2, help="processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_flagship)
+
+    p = command("tune", "per-budget hyper-parameter search with the same effort for every "
+                "algorithm (see reciprocity.tuning)")
+    _add_output_options(p, "output folder of tuning.json", "runs/tuning")
+    p.add_argument("--doc", metavar="FILE",
+                   help="Markdown file whose tuning table is refreshed, e.g. docs/agents.md")
+    p.add_argument("--quick", action="store_true",
+                   help="1 scenario, 2 configurations, budgets 10 and 20: the same code in "
+                        "about a minute")
+    p.add_argument("--workers", type=_count, default=2, help="processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tune)
     from .sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub, parents=[common], formatter_class=_HelpFormatter)

@@ -84,14 +84,18 @@ CHECKPOINT_FORMAT = 1
 
 #: Keys whose values are undefined by definition in documented cases and written as ``null``
 #: when NaN: ``reference_performance`` (reference payoff <= 0), ``adherence`` (no decisive
-#: context visited), ``ci95`` (an interval over a single seed). A NaN anywhere else is refused.
-UNDEFINED_KEYS = frozenset({"reference_performance", "adherence", "adherence_per_agent", "ci95"})
+#: context visited), ``ci95`` (an interval over a single seed), and in the benchmark's curve
+#: points ``fraction_of_reference`` (no scenario of the group has a positive reference) and
+#: ``collapsed`` (no scenario of the group has a context-sensitive reference head). A NaN
+#: anywhere else is refused.
+UNDEFINED_KEYS = frozenset({"reference_performance", "adherence", "adherence_per_agent", "ci95",
+                            "fraction_of_reference", "collapsed"})
 
 #: Names this package writes in run folders; a folder holding only these may be cleared.
 OUTPUT_NAMES = frozenset({
     MANIFEST, LOCK, "metrics.json", "summary.json", "progress.csv", "checkpoint.pt", "tb",
     "results.json", "benchmark.json", "grid.json", "sweep.json", "references", "runs",
-    "params.json", "reference.json", "demo.json", "demo.png",
+    "params.json", "reference.json", "demo.json", "demo.png", "tuning", "tuning.json",
 })
 
 

@@ -49,8 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from .benchmark import build_record
+from .records import build_record
 from .runfolder import RunFolder, open_run, write_json
+from .stats import format_interval
 
 __all__ = ["BACKENDS", "SweepGrid", "SweepJob", "add_parser", "build_record", "expand",
            "load_grid", "run_sweep"]
@@ -445,12 +446,7 @@ def _sweep(grid: SweepGrid, out: Path, backend: str, workers: int, progress: boo
 # -- command line ------------------------------------------------------------------------------
 def summary_table(records: list[dict]) -> str:
     """A Markdown table: one row per record, with its hyper-parameters."""
-    def fmt(stat: dict) -> str:
-        mean, half = stat["mean"], stat["ci95"]
-        if mean != mean:
-            return "n/a"
-        return f"{mean:.3f}" if half != half else f"{mean:.3f} ± {half:.3f}"
-
+    fmt = format_interval
     lines = ["| scenario | algo | params | payoff / round | reference | "
              "reference performance | adherence |",
              "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -4,7 +4,11 @@ The loop is the same for every algorithm: collect ``rounds_per_update`` rounds i
 with the current policies, call the learner's ``update``, log, checkpoint. The interaction budget
 is exactly ``rounds`` rounds in each of ``num_envs`` games per seed, identical for all algorithms:
 when ``rounds`` is not a multiple of ``rounds_per_update`` the last collection is shorter. After
-training, every learner's policy is evaluated on fresh evaluation episodes on the core.
+training, every learner's policy is evaluated on the core by the protocol of
+:mod:`reciprocity.evaluation` (long run after a burn-in, and one episode from the initial
+reputations). With ``eval_budgets`` the policies are also snapshotted when the run has played
+those budgets, and every snapshot is evaluated the same way (one run, several points of a
+sample-efficiency curve).
 
 Seeds are independent runs: everything random in seed s's run (games, decisions, parameter
 initialisation, minibatch shuffles) is drawn from seed s alone (see
@@ -23,6 +27,7 @@ changed or gone.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import signal
 import threading
@@ -38,11 +43,10 @@ from tqdm.auto import tqdm
 from .agents.checks import check_bool, check_int
 from .agents.rollout import collect
 from .envs.config import BYTES_PER_GAME_SLOT, check_memory
-from .envs.evaluate import evaluate_focal_tables
-from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS, parse_strategy, to_display_order
+from .envs.norms import parse_strategy
 from .envs.scenarios import Scenario, get_scenario
 from .envs.vector import VectorGame
-from .evaluation import EVALUATION_SEED, evaluation_protocol
+from .evaluation import evaluate_tables, protocol_for
 from .runfolder import (
     RunInterrupted,
     load_checkpoint,
@@ -134,7 +138,11 @@ class TrainConfig:
     num_envs: int = 16  # games per seed played in lock-step
     eval_envs: int = 256  # evaluation games per learner after training (paired with the
     #                       reference's games when equal to its confirm_envs)
-    eval_rounds: int | None = None  # rounds per evaluation game (default: scenario max_rounds)
+    eval_rounds: int | None = None  # rounds averaged per evaluation game after the burn-in
+    #                                 (default: the scenario's max_rounds)
+    eval_burn_in: int | None = None  # rounds played before them (default: from the scenario's
+    #                                  dynamics, reciprocity.evaluation.burn_in_rounds)
+    eval_budgets: tuple[int, ...] = ()  # also evaluate the policies after these many rounds
     algo_config: dict[str, Any] = field(default_factory=dict)  # overrides of the algo defaults
     # checkpoints: None = about DEFAULT_CHECKPOINTS evenly spaced, k = every k updates,
     # "300s" = every 300 seconds, 0 = only at the end (there is always one at the end)
@@ -161,6 +169,16 @@ class TrainConfig:
         self.eval_envs = check_int("eval_envs", self.eval_envs, minimum=2)
         if self.eval_rounds is not None:
             self.eval_rounds = check_int("eval_rounds", self.eval_rounds, minimum=1)
+        if self.eval_burn_in is not None:
+            self.eval_burn_in = check_int("eval_burn_in", self.eval_burn_in, minimum=0)
+        if isinstance(self.eval_budgets, str) or not isinstance(self.eval_budgets, list | tuple):
+            raise ValueError(f"eval_budgets must be a list of rounds, got {self.eval_budgets!r}")
+        self.eval_budgets = tuple(sorted(check_int("eval_budgets", b, minimum=1)
+                                         for b in self.eval_budgets))
+        if any(b > self.rounds for b in self.eval_budgets) or \
+                len(set(self.eval_budgets)) != len(self.eval_budgets):
+            raise ValueError(f"eval_budgets must be distinct rounds in 1..rounds={self.rounds}, "
+                             f"got {list(self.eval_budgets)}")
         if not isinstance(self.algo_config, dict):
             raise ValueError(f"algo_config must be a mapping of hyper-parameters, got "
                              f"{self.algo_config!r}")
@@ -174,6 +192,12 @@ class TrainConfig:
         if self.init_policy is not None and learner_config.policy != "tabular":
             raise ValueError("init_policy needs the tabular policy (policy='tabular')")
         self._check_budget(learner_config)
+        ends = set(itertools.accumulate(self.collections()))
+        off_grid = [b for b in self.eval_budgets if b not in ends]
+        if off_grid:
+            raise ValueError(f"eval_budgets {off_grid} do not end a collection of "
+                             f"rounds_per_update={learner_config.rounds_per_update} rounds: "
+                             "choose multiples of it (or the whole budget)")
         self._check_memory(learner_config)
 
     @property
@@ -235,6 +259,7 @@ class TrainConfig:
         out["scenario"] = self._scenario.id
         out["seeds"] = list(self.seeds)
         out["algo_config"] = dict(self.algo_config)
+        out["eval_budgets"] = list(self.eval_budgets)
         return out
 
     def identity_config(self) -> dict:
@@ -244,20 +269,13 @@ class TrainConfig:
                 "scenario_hash": self._scenario.content_hash(),
                 "algo": self.algo, "seeds": list(self.seeds), "rounds": self.rounds,
                 "num_envs": self.num_envs, "eval_envs": self.eval_envs,
-                "eval_rounds": self.resolved_eval_rounds(),
+                "eval_rounds": self.resolved_eval_rounds(), "eval_burn_in": self.eval_burn_in,
+                "eval_budgets": list(self.eval_budgets),
                 "algo_config": dataclasses.asdict(learner), "init_policy": self.init_policy,
                 "device": self.device}
 
     def resolved_eval_rounds(self) -> int:
         return self._scenario.max_rounds if self.eval_rounds is None else self.eval_rounds
-
-
-def policy_dict(action: np.ndarray, signal: np.ndarray) -> dict[str, dict[str, float]]:
-    """Tables in index order -> the metrics schema (display-order keys, probabilities)."""
-    return {"action": dict(zip(ACTION_CONTEXTS, map(float, to_display_order(action)),
-                               strict=True)),
-            "signal": dict(zip(SIGNAL_CONTEXTS, map(float, to_display_order(signal)),
-                               strict=True))}
 
 
 class _Progress:
@@ -373,6 +391,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
             start_policy = parse_strategy(config.init_policy, field="init_policy")
             learner.policy.set_tables(start_policy.action, start_policy.assess)
         first_update, elapsed_before, rows = 0, 0.0, []
+        snapshots: dict[int, dict] = {}  # rounds -> policy tables and wall seconds at that budget
         checkpoint = out / "checkpoint.pt" if out is not None and config.save_checkpoint \
             else None
         if resume:
@@ -389,6 +408,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                 rng.bit_generator.state = rng_state
             first_update, elapsed_before = state["update"], state["wall_seconds"]
             rows = state["progress"]
+            snapshots = {int(s["rounds"]): s for s in state["snapshots"]}
         log = _Progress(out, rows, sum(collections[:first_update]) if resume else None,
                         config.tensorboard)
 
@@ -400,7 +420,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                     "scenario": scenario.to_dict(), "scenario_hash": scenario.content_hash(),
                     "update": update, "learner": learner.state_dict(),
                     "game": game.state_dict(), "rngs": [r.bit_generator.state for r in rngs],
-                    "progress": log.rows,
+                    "progress": log.rows, "snapshots": list(snapshots.values()),
                     "wall_seconds": elapsed_before + time.perf_counter() - start_time})
             log.write()
 
@@ -423,6 +443,11 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                           "train_reward_per_round": float(r), **logs}
                          for s, r in zip(config.seeds, per_seed, strict=True)])
                 bar.set_postfix(reward=f"{per_seed.mean():.3f}")
+                if rounds_done in config.eval_budgets:
+                    action, signal_ = learner.policy.tables()
+                    snapshots[rounds_done] = {
+                        "rounds": rounds_done, "action": action.cpu(), "signal": signal_.cpu(),
+                        "wall_seconds": elapsed_before + time.perf_counter() - start_time}
                 done = update + 1
                 if interrupt.requested:
                     save(done)
@@ -444,12 +469,10 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
             bar.close()
             log.close()
         wall = elapsed_before + time.perf_counter() - start_time
-        metrics = evaluate_learner(learner, env_config, config, scenario.id)
-        protocol = evaluation_protocol(scenario, config.resolved_eval_rounds())
+        metrics = evaluate_learner(learner, env_config, config, scenario.id, snapshots)
         for m in metrics:
             m.update(rounds=config.rounds, interactions=config.rounds * config.num_envs,
                      updates=num_updates, wall_seconds=wall, scenario_hash=scenario.content_hash(),
-                     evaluation_protocol=protocol,
                      # vectorised CPU kernels round a learner's numbers differently depending on
                      # what else is in the batch; "DEFAULT" (set by the reciprocity command) does
                      # not, which makes a seed's numbers independent of the other seeds, bit for bit
@@ -468,7 +491,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
 
 
 _CHECKPOINT_KEYS = ("identity", "train_config", "scenario", "scenario_hash", "update", "learner",
-                    "game", "rngs", "progress", "wall_seconds")
+                    "game", "rngs", "progress", "snapshots", "wall_seconds")
 
 
 def load_run_config(out: str | Path) -> TrainConfig:
@@ -492,29 +515,29 @@ def load_run_config(out: str | Path) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in options.items() if k in known})
 
 
-def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str) -> list[dict]:
-    """Evaluation episodes on the core with each learner's (stochastic) policy."""
-    action, signal_ = (t.cpu().numpy().astype(np.float64) for t in learner.policy.tables())
-    payoffs = evaluate_focal_tables(env_config, action, signal_, num_envs=config.eval_envs,
-                                    rounds=config.resolved_eval_rounds(),
-                                    seed=EVALUATION_SEED)                 # (S, E, F)
-    agents = [f"agent_{i}" for i in env_config.focal_slots]
+def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str,
+                     snapshots: dict | None = None) -> list[dict]:
+    """Evaluate each learner's (stochastic) policy, and its snapshots, by the protocol of
+    :mod:`reciprocity.evaluation` (all on the same games, paired with the reference's)."""
+    protocol = protocol_for(env_config, num_envs=config.eval_envs,
+                            window=config.resolved_eval_rounds(), burn_in=config.eval_burn_in)
+    snapshots = snapshots or {}
+    budgets = sorted(snapshots)
+    tables = [learner.policy.tables(), *((snapshots[b]["action"], snapshots[b]["signal"])
+                                         for b in budgets)]
+    action = np.concatenate([a.cpu().numpy() for a, _ in tables]).astype(np.float64)
+    signal_ = np.concatenate([s.cpu().numpy() for _, s in tables]).astype(np.float64)
+    evaluated = evaluate_tables(env_config, action, signal_, protocol)   # S per table set
+    num_seeds = len(config.seeds)
     metrics = []
     for k, seed in enumerate(config.seeds):
-        per_game = payoffs[k].mean(axis=1)                                # mean over learners
-        half = 1.96 * per_game.std(ddof=1) / math.sqrt(per_game.size)
-        metrics.append({
-            "scenario": scenario_id,
-            "algo": config.algo,
-            "seed": seed,
-            "per_interaction_payoff": float(per_game.mean()),
-            "per_interaction_payoff_ci95": float(half),
-            "per_agent_payoff": {a: float(v) for a, v in
-                                 zip(agents, payoffs[k].mean(axis=0), strict=True)},
-            "policy": policy_dict(action[k, 0], signal_[k, 0]),
-            "policies": {a: policy_dict(action[k, j], signal_[k, j])
-                         for j, a in enumerate(agents)},
-        })
+        m = {"scenario": scenario_id, "algo": config.algo, "seed": seed, **evaluated[k]}
+        if snapshots:
+            m["budgets"] = [{"rounds": b, "interactions": b * config.num_envs,
+                             "wall_seconds": float(snapshots[b]["wall_seconds"]),
+                             **evaluated[(i + 1) * num_seeds + k]}
+                            for i, b in enumerate(budgets)]
+        metrics.append(m)
     return metrics
 
 

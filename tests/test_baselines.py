@@ -286,6 +286,56 @@ def test_mlp_policy_trains(cls, config_cls):
     assert learner.policy.kind == "mlp"
 
 
+def test_mlp_policy_reads_the_pettingzoo_observation():
+    """The MLP's input for each context is the observation the PettingZoo env gives in it (in
+    the assess phase with the observer's own reputation withheld), and its outputs there are the
+    network applied to that observation."""
+    from reciprocity.agents.policy import ReputationPolicy, context_observations
+    from reciprocity.envs import indirect_reciprocity_v0
+
+    table = context_observations().numpy()
+    policy = ReputationPolicy((1,), kind="mlp", hidden=8, seed=3)
+    env = indirect_reciprocity_v0.parallel_env(population=["focal"] * 3 + ["L6"] * 3,
+                                               execution_error=0.3, assessment_error=0.3)
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        for agent, o in obs.items():
+            if o[0] == 0:
+                ctx, expected = int(2 * o[1] + o[3]), o
+                logit = policy.action_logits()[0, ctx]
+            else:
+                ctx = int(4 * o[1] + 2 * o[3] + o[2])
+                expected = np.concatenate([o[:4], [0.0]]).astype(np.float32)
+                logit = policy.signal_logits()[0, ctx]
+                ctx += 4
+            np.testing.assert_array_equal(table[ctx], expected)
+            direct = policy.mlp(torch.as_tensor(expected)[None])[0, 0]
+            torch.testing.assert_close(logit, direct)
+            seen.add((agent, ctx))
+        obs, *_ = env.step({a: int(rng.integers(2)) for a in env.agents})
+    assert {ctx for _, ctx in seen} == set(range(12))
+
+
+@pytest.mark.parametrize("algo", ["rg", "ppo", "reinforce"])
+def test_every_learner_trains_an_mlp_policy(algo):
+    """Among unconditional cooperators defecting is optimal in every context (see (d)); each
+    learner finds it with the MLP policy, through the training loop."""
+    from reciprocity.train import TrainConfig
+    from reciprocity.train import train as train_run
+
+    config = TrainConfig("all-cooperators-v0", algo=algo, seeds=(0,), rounds=200, num_envs=8,
+                         eval_envs=32, eval_rounds=50, eval_burn_in=0, checkpoint_every=0,
+                         save_checkpoint=False, tensorboard=False,
+                         algo_config={"policy": "mlp", "lr": 0.05, "rounds_per_update": 10})
+    metrics = train_run(config, progress=False)[0]
+    assert metrics["config"]["algo"]["policy"] == "mlp"
+    assert max(metrics["policy"]["action"].values()) < 0.1
+    p = ALLC.params
+    assert metrics["per_interaction_payoff"] > 0.98 * p.benefit * (1 - p.execution_error)
+
+
 def test_bad_configuration_fails_clearly():
     with pytest.raises(ValueError, match="baseline"):
         ReinforceConfig(baseline="median")

@@ -1,46 +1,155 @@
-"""Smoke run of the results benchmark on a tiny budget: every output is produced and sane."""
+"""The results benchmark on its ``--quick`` settings: every output is produced, consistent with
+the runs it reports, and the claim map and tables say what the records say."""
 
 import json
 
-from reciprocity.benchmark import TABLE_END, TABLE_START, BenchmarkConfig, run_benchmark
+import numpy as np
+import pytest
+
+from reciprocity.benchmark import TABLE_END, TABLE_START, quick_config, run_benchmark
 from reciprocity.cli import main
+from reciprocity.curves import curve_points
+from reciprocity.runfolder import to_json_text
+from reciprocity.tuning import TABLE_END as TUNING_END
+from reciprocity.tuning import TABLE_START as TUNING_START
+from reciprocity.tuning import TuningConfig, candidates, selected_params
 
 
-def test_benchmark_smoke(tmp_path):
-    out = tmp_path / "results"
-    md = tmp_path / "results.md"
-    md.write_text(f"# Results\n\nintro\n\n{TABLE_START}\nold\n{TABLE_END}\n\n## Discussion\n"
-                  "kept text\n")
-    cfg = BenchmarkConfig(scenarios=("all-cooperators-v0", "many-learners-v0"),
-                          algos=("rg", "ppo", "reinforce"), seeds=2, rounds=50, num_envs=2,
-                          eval_envs=16, search_envs=2, confirm_envs=16, workers=1,
-                          algo_config={"ppo": {"rounds_per_update": 25},
-                                       "reinforce": {"rounds_per_update": 25}})
-    records = run_benchmark(cfg, out, progress=False)
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    out = root / "results"
+    (root / "results.md").write_text(f"# Results\n\nintro\n\n{TABLE_START}\nold\n{TABLE_END}\n\n"
+                                     "## Discussion\nkept text\n")
+    (root / "agents.md").write_text(f"# Learners\n\n{TUNING_START}\nold\n{TUNING_END}\nafter\n")
+    cfg = quick_config(workers=2)
+    results = run_benchmark(cfg, out, tuning_doc=root / "agents.md", progress=False,
+                            command="reciprocity benchmark --quick --out results")
+    return cfg, root, out, results
+
+
+def test_every_cell_and_output_is_produced(quick):
+    cfg, _root, out, results = quick
     saved = json.loads((out / "results.json").read_text())
-    assert saved == json.loads(json.dumps(records))
-    assert {(r["scenario"], r["algo"]) for r in records} == {
-        (s, a) for s in cfg.scenarios for a in cfg.algos}
-    for r in records:
-        assert r["seeds"] == [0, 1]
-        for key in ("per_interaction_payoff", "reference_performance", "adherence"):
-            assert set(r[key]) == {"mean", "ci95"}
-        assert 0.0 <= r["constant_output"] <= 1.0
-        assert r["regime"] in ("degenerate", "discriminative")
-        assert r["rounds"] == 50
-    assert {r["regime"] for r in records if r["scenario"] == "all-cooperators-v0"} == \
-        {"degenerate"}
-    for png in ("learning_curves.png", "policy_heatmaps.png", "many-learners-v0.png"):
+    assert saved == json.loads(to_json_text(results))  # undefined values (NaN) as null
+    records = results["records"]
+    assert {(r["scenario"], r["algo"], r["policy_class"], r["budget"]) for r in records} == {
+        (s, a, p, b) for s in cfg.scenarios for a in cfg.algos for p in cfg.policies
+        for b in cfg.budgets}
+    for png in ("curves_discriminative.png", "curves_degenerate.png",
+                "curves_multi-learner.png", "policy_heatmaps.png", "learning_curves.png",
+                *(f"{s}.png" for s in cfg.scenarios)):
         assert (out / png).stat().st_size > 1000
-    text = md.read_text()
-    assert "kept text" in text and "intro" in text and "old" not in text
-    assert "| all-cooperators-v0 | degenerate | rg |" in text
-    assert "reciprocity benchmark --out" in text
+    for s in cfg.scenarios:
+        ref = json.loads((out / "references" / f"{s}.json").read_text())
+        assert ref["burn_in"] >= 0 and "episode_payoff" in ref
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert set(tuning["selected"]) == set(cfg.algos)
+
+
+def test_records_hold_every_seed_and_respect_ranges(quick):
+    cfg, _, out, results = quick
+    for r in results["records"]:
+        assert r["seeds"] == list(range(cfg.seeds)) and len(r["per_seed"]) == cfg.seeds
+        assert r["rounds"] == r["budget"] and r["interactions_per_seed"] == r["budget"] * 4
+        for key in ("adherence", "reference_performance"):
+            stat = r[key]
+            if stat["mean"] == stat["mean"]:
+                assert stat["low"] <= stat["mean"] <= stat["high"]
+        assert 0 <= r["adherence"]["low"] and r["adherence"]["high"] <= 1
+        for head in ("action", "signal"):
+            shares = [r["heads"][head][d]["mean"] for d in r["heads"][head]]
+            assert sum(shares) == pytest.approx(1.0)
+        for seed in r["per_seed"]:
+            for heads in seed["heads"].values():
+                assert len(heads["action"]["probs"]) == 4 and len(heads["signal"]["probs"]) == 8
+        # the record is the run's own evaluation at that budget: same payoffs, same protocol
+        metrics = json.loads((out / r["run"] / "seed_0" / "metrics.json").read_text())
+        entry = next(e for e in metrics["budgets"] if e["rounds"] == r["budget"])
+        assert entry["per_interaction_payoff"] == r["per_seed"][0]["per_interaction_payoff"]
+        assert entry["protocol"]["burn_in"] == r["burn_in"]
+        assert metrics["config"]["algo"]["policy"] == r["policy_class"]
+    groups = {r["scenario"]: r["group"] for r in results["records"]}
+    assert groups == {"all-cooperators-v0": "degenerate", "L6-v0": "discriminative",
+                      "many-learners-v0": "multi-learner"}
+
+
+def test_runs_use_the_tuned_hyper_parameters_and_are_shared_along_a_curve(quick):
+    _cfg, _, out, results = quick
+    tuning = json.loads((out / "tuning.json").read_text())
+    runs = {}
+    for r in results["records"]:
+        expected = selected_params(tuning, r["algo"], r["policy_class"], r["budget"])
+        assert r["params"] == expected
+        runs.setdefault(r["run"], set()).add(json.dumps(r["params"], sort_keys=True))
+    assert all(len(p) == 1 for p in runs.values())  # one configuration per run
+    for run in runs:  # a run plays its largest budget and serves every budget it holds
+        metrics = json.loads((out / run / "seed_0" / "metrics.json").read_text())
+        assert metrics["rounds"] == max(e["rounds"] for e in metrics["budgets"])
+
+
+def test_tuning_gives_every_algorithm_the_same_effort():
+    cfg = TuningConfig()
+    counts = {(a, p): len(candidates(a, p, cfg)) for a in cfg.algos for p in cfg.policies}
+    assert set(counts.values()) == {cfg.configurations}
+    for a in cfg.algos:
+        for p in cfg.policies:
+            grid = candidates(a, p, cfg)
+            assert len({json.dumps(c, sort_keys=True) for c in grid}) == len(grid)
+            for c in grid:  # every searched rounds_per_update divides every budget
+                assert all(b % c["rounds_per_update"] == 0 for b in cfg.budgets)
+    assert not set(cfg.seeds) & set(range(5))  # tuning seeds are not reported seeds
+
+
+def test_curve_points_average_the_scenarios_seed_by_seed():
+    """Two scenarios, two seeds: the fraction of the reference is the mean over scenarios of
+    each seed's fraction (a scenario with reference 0 is left out), then bootstrapped."""
+    def record(scenario, reference, fractions, diagnoses):
+        return {"group": "discriminative", "algo": "ppo", "policy_class": "tabular",
+                "budget": 100, "interactions_per_seed": 1600, "scenario": scenario,
+                "reference_payoff": reference, "wall_seconds": 2.0,
+                "reference_heads": {"action": {"diagnosis": "context-sensitive"},
+                                    "signal": {"diagnosis": "constant"}},
+                "per_seed": [{"reference_performance": f,
+                              "heads": {"agent_0": {"action": {"diagnosis": d},
+                                                    "signal": {"diagnosis": "undecided"}}}}
+                             for f, d in zip(fractions, diagnoses, strict=True)]}
+    records = [record("a", 2.0, [0.5, 0.7], ["constant", "context-sensitive"]),
+               record("b", 1.0, [0.9, 1.0], ["constant", "constant"]),
+               record("c", 0.0, [np.nan, np.nan], ["undecided", "undecided"])]
+    (point,) = curve_points(records)
+    assert point["fraction_of_reference"]["mean"] == pytest.approx((0.7 + 0.85) / 2)
+    assert (point["fraction_of_reference"]["low"], point["fraction_of_reference"]["high"]) == \
+        pytest.approx((0.7, 0.85))
+    assert point["heads"]["action"]["constant"]["mean"] == pytest.approx(3 / 6)
+    assert point["collapsed"]["action"]["mean"] == pytest.approx(3 / 6)
+    assert point["collapsed"]["signal"]["mean"] != point["collapsed"]["signal"]["mean"]  # nan
+
+
+def test_results_and_tuning_blocks_are_refreshed(quick):
+    _cfg, root, _out, _results = quick
+    text = (root / "results.md").read_text()
+    assert "kept text" in text and "intro" in text and "\nold\n" not in text
+    assert "Generated by `reciprocity benchmark --quick --out results`" in text
+    assert "### Claim map" in text and "| discriminative | 10 | tabular |" in text
+    assert "| L6-v0 | discriminative | rg | tabular | 20 |" in text
+    for group in ("discriminative", "degenerate", "multi-learner"):
+        assert f"curves_{group}.png" in text
+    agents = (root / "agents.md").read_text()
+    assert "after" in agents and "\nold\n" not in agents
+    assert "Generated by `reciprocity benchmark --quick --out results`" in agents
+    assert "| rg | tabular | 10 |" in agents
 
 
 def test_flagship_command_prints_a_table(tmp_path, capsys):
-    assert main(["flagship", "--out", str(tmp_path / "f"), "--seeds", "1", "--rounds", "20",
+    assert main(["flagship", "--out", str(tmp_path / "f"), "--seeds", "1", "--rounds", "50",
                  "--workers", "1", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "| discriminators-vs-defectors-v0 | discriminative | rg |" in printed
+    assert "| discriminators-vs-defectors-v0 | discriminative | rg | tabular | 50 |" in printed
     assert (tmp_path / "f" / "discriminators-vs-defectors-v0.png").is_file()
+
+
+def test_benchmark_command_errors_are_one_line(tmp_path, capsys):
+    assert main(["benchmark", "--quick", "--out", str(tmp_path), "--tuning",
+                 str(tmp_path / "missing.json")]) == 2
+    assert "error: --tuning" in capsys.readouterr().err

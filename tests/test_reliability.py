@@ -498,8 +498,9 @@ def test_benchmark_refuses_a_folder_of_another_run_before_running(tmp_path):
     with open_run(out, "benchmark", {"seeds": 1}) as folder:
         (out / "results.json").write_text("[]")
         folder.complete()
-    cfg = BenchmarkConfig(scenarios=("L6-v0",), algos=("rg",), seeds=3, rounds=10, num_envs=2,
-                          eval_envs=4, search_envs=2, confirm_envs=4, workers=1)
+    cfg = BenchmarkConfig(scenarios=("L6-v0",), algos=("rg",), policies=("tabular",), seeds=3,
+                          budgets=(10,), main_budget=10, tuning=None, num_envs=2, eval_envs=4,
+                          search_envs=2, confirm_envs=4, workers=1)
     with pytest.raises(ValueError, match="holds a different benchmark run"):
         run_benchmark(cfg, out, progress=False)
     assert (out / "results.json").read_text() == "[]"

@@ -17,10 +17,11 @@ from reciprocity.sweep import SweepGrid, add_parser, expand, load_grid, run_swee
 
 #: The keys of a ``reciprocity benchmark`` results.json record.
 BENCHMARK_KEYS = {
-    "scenario", "algo", "regime", "seeds", "per_interaction_payoff", "reference_payoff",
-    "reference_kind", "full_cooperation_payoff", "reference_performance", "adherence",
-    "constant_output", "constant_output_action", "constant_output_signal",
-    "reference_constant_output", "rounds", "interactions_per_seed", "wall_seconds",
+    "scenario", "algo", "policy_class", "regime", "group", "seeds", "per_interaction_payoff",
+    "episode_payoff", "reference_payoff", "reference_episode_payoff", "reference_kind",
+    "full_cooperation_payoff", "reference_performance", "adherence", "heads", "collapsed",
+    "reference_heads", "burn_in", "rounds", "interactions_per_seed", "wall_seconds",
+    "per_seed",
 }
 
 TINY = {
@@ -77,10 +78,10 @@ def test_local_sweep_writes_merged_results(swept):
         assert BENCHMARK_KEYS | {"params", "run"} == set(r)
         assert r["seeds"] == [0, 1]
         assert r["rounds"] == 10 and r["interactions_per_seed"] == 20
-        for key in ("per_interaction_payoff", "reference_performance", "adherence"):
-            assert set(r[key]) == {"mean", "ci95"}
+        assert set(r["per_interaction_payoff"]) == {"mean", "ci95"}
+        for key in ("reference_performance", "adherence"):  # bounded: bootstrap intervals
+            assert set(r[key]) == {"mean", "low", "high"}
         assert r["regime"] in ("degenerate", "discriminative")
-        assert 0.0 <= r["constant_output"] <= 1.0
         run = out / r["run"]
         assert json.loads((run / "params.json").read_text()) == r["params"]
         for seed in (0, 1):
