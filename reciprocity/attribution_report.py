@@ -237,6 +237,7 @@ def _head_summary(att: Attribution, head: str) -> dict:
         "cumulative_share_by_delay": [_finite(v) for v in cumulative],
         "delay_reaching": {f"{q:.0%}": _reached(cumulative, q) for q in REACHED},
         "largest_gradient_at_delay_0": float(np.abs(parts[..., 0, :]).max()),
+        "gradient_norm": float(np.sqrt((att.total(head) ** 2).sum(axis=-1)).mean()),
     }
 
 
@@ -360,7 +361,8 @@ def plot_heads(ax_action, ax_signal, ax_cumulative, record: dict, title: str = "
                           norm=SymLogNorm(linthresh=1e-3, vmin=-limit, vmax=limit))
         ax.set_yticks(range(len(names)), [CHANNEL_LABELS.get(n, n) for n in names], fontsize=7)
         ax.set_xlabel("delay t - s (rounds)", fontsize=8)
-        ax.set_title(f"{title}{head} head: share of the gradient", fontsize=8)
+        ax.set_title(f"{title if head == 'action' else ''}{head} head: share of the gradient",
+                     fontsize=8)
         ax.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02).ax.tick_params(labelsize=6)
     for head, style in (("action", "-"), ("signal", "--")):
         cumulative = [np.nan if v is None else v
@@ -370,7 +372,7 @@ def plot_heads(ax_action, ax_signal, ax_cumulative, record: dict, title: str = "
     ax_cumulative.axhline(1.0, color="grey", lw=0.5)
     ax_cumulative.set_xlabel("delay d (rounds)", fontsize=8)
     ax_cumulative.set_ylabel("share reached by delay d", fontsize=8)
-    ax_cumulative.set_title(f"{title}cumulative share of the gradient", fontsize=8)
+    ax_cumulative.set_title("cumulative share of the gradient", fontsize=8)
     ax_cumulative.legend(fontsize=7)
     for ax in (ax_action, ax_signal, ax_cumulative):
         ax.tick_params(labelsize=7)
@@ -401,7 +403,7 @@ def write_attribution(out: str | Path, subject: Subject, *, figure: bool = True,
     record = attribution_record(subject, att, record_info)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1, allow_nan=False)
+    text = json.dumps(record, separators=(",", ":"), allow_nan=False)
     _write_atomic(out / "attribution.json", lambda tmp: tmp.write_text(text))
     if figure:
         plot_record(record, out / "attribution.png")
@@ -530,15 +532,17 @@ def section_markdown(records: list[dict], out: Path, doc: Path, seconds: float, 
         f"itself, each attributed under RG's model (H = {model['horizon']}, gamma = "
         f"{model['gamma']}) with estimators fitted to a fresh record of its own play "
         f"({record['games']} games x {record['rounds']} rounds from the initial reputations). "
-        "Shares of each "
-        "head's gradient (a part's projection on the head's total gradient) summed over delays, "
-        "mean over the learners; the delays by which 50% / 90% of it is reached; the largest "
-        "|part| of the signal gradient at delay 0; the largest |sum of the parts - gradient of "
-        "the objective|.",
+        "Columns: each head's share "
+        "of its gradient by channel (a part's projection on the head's total gradient, summed "
+        "over delays) and the delays by which 50% / 90% of it is reached; the size of each "
+        "head's gradient (Euclidean norm of dJ/dP over its contexts); each channel's share of "
+        "the value change for a small step along the gradient in the tables' logits (shown "
+        "from 0.005); the largest |part| of the signal gradient at delay 0 and the largest "
+        "|sum of the parts - gradient of the objective|. Means over the learners.",
         "",
-        "| scenario | policy | payoff / round | action head: share by channel | action 50% / 90% "
-        "by delay | signal head: share by channel | signal 50% / 90% by delay | signal at "
-        "delay 0 | sum error |",
+        "| scenario | policy | payoff / round | action head: share by channel | signal head: "
+        "share by channel | 50% / 90% by delay (action; signal) | \\|∂J/∂P\\| (action; signal) "
+        "| value change: share by channel | signal at delay 0; sum error |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in records:
@@ -546,11 +550,15 @@ def section_markdown(records: list[dict], out: Path, doc: Path, seconds: float, 
         payoff = r["run_payoff"][0]
         policy = r["policy"] + (f" (from {r['source']['init_policy']})"
                                 if "init_policy" in r["source"] else "")
+        value = "<br>".join(f"{CHANNEL_LABELS.get(n, n)} {_fmt(v)}"
+                            for n, v in s["value_change_share"].items()
+                            if v is not None and abs(v) >= 0.005) or "–"
         lines.append(
             f"| [{r['scenario']}]({rel}/{r['entry']}/attribution.png) | {policy} | "
             f"{'–' if payoff is None else f'{payoff:.3f}'} | {_shares(s['action'])} | "
-            f"{_reach(s['action'])} | {_shares(s['signal'])} | {_reach(s['signal'])} | "
-            f"{s['signal']['largest_gradient_at_delay_0']:.1e} | {r['sum_error']:.0e} |")
+            f"{_shares(s['signal'])} | {_reach(s['action'])}; {_reach(s['signal'])} | "
+            f"{s['action']['gradient_norm']:.3f}; {s['signal']['gradient_norm']:.3f} | {value} | "
+            f"{s['signal']['largest_gradient_at_delay_0']:.0e}; {r['sum_error']:.0e} |")
     lines += ["", f"![influence attribution of RG runs and the ideal discriminator]"
                   f"({rel}/overview.png)"]
     return "\n".join(lines)
