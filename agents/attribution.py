@@ -247,9 +247,10 @@ def decompose(learner: ReciprocityGradient, start: torch.Tensor, est_action: tor
 
     p0 = start[:, None].to(own_action.dtype)                           # (S, 1, B, N)
     with torch.enable_grad():
-        payoffs = payoffs_by_round(p0, round_tables(), benefit=params.benefit, cost=params.cost,
-                                   update_probability=params.update_probability,
-                                   signal_audit=params.signal_audit)
+        payoffs = list(payoffs_by_round(p0, round_tables(), benefit=params.benefit,
+                                        cost=params.cost,
+                                        update_probability=params.update_probability,
+                                        signal_audit=params.signal_audit))
         weights, norm = discount_weights(horizon, config.gamma)
         own = [w / norm * learner.own_entry(x).mean(dim=-1) for w, x in zip(weights, payoffs,
                                                                         strict=True)]

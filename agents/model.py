@@ -56,7 +56,7 @@ Tensors carry an arbitrary batch shape ``(...)`` in front of the agent axis.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
 from typing import NamedTuple
 
@@ -216,15 +216,15 @@ def discount_weights(horizon: int, gamma: float) -> tuple[list[float], float]:
 
 def payoffs_by_round(p0: torch.Tensor, tables: Iterable[RoundTables], *, benefit: float,
                      cost: float, update_probability: float,
-                     signal_audit: float = 0.0) -> list[torch.Tensor]:
+                     signal_audit: float = 0.0) -> Iterator[torch.Tensor]:
     """Every agent's expected payoff (..., N) in each round from ``p0``, one round per element of
-    ``tables`` (the same :class:`RoundTables` repeated, or one per round with its own copies)."""
-    p, payoffs = p0, []
+    ``tables`` (the same :class:`RoundTables` repeated, or one per round with its own copies).
+    A generator: a caller that only sums the payoffs holds one round at a time."""
+    p = p0
     for round_tables in tables:
         p, payoff = advance(p, round_tables, benefit=benefit, cost=cost,
                             update_probability=update_probability, signal_audit=signal_audit)
-        payoffs.append(payoff)
-    return payoffs
+        yield payoff
 
 
 def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, horizon: int,
