@@ -324,6 +324,8 @@ def test_attribute_works_on_every_catalogue_scenario(tmp_path):
      "horizon must be a positive integer, got -2"),
     (["--scenario", "L6-v0", "--policy", "L6", "--gamma", "1.5"], "gamma must lie in (0, 1]"),
     (["--scenario", "L6-v0", "--policy", "L6", "--games", "0"], "games must be a positive"),
+    (["--scenario", "L6-v0", "--policy", "L6", "--quick"], "--doc and --quick go with --report"),
+    (["--run", ".", "--policy", "L6"], "--policy goes with --scenario"),
 ])
 def test_bad_command_lines_are_one_line_errors(tmp_path, capsys, args, message):
     assert attribute_cli(*args, "--out", tmp_path) == 2
