@@ -41,25 +41,49 @@ how others' actions towards it are judged -> their reputations -> what they give
 an audit -> my own reputation) is in the computation graph, and ``backward()`` follows all of
 them.
 
+Sites. An agent's tables enter a round at several places, its *sites* (:data:`ACTION_SITES`,
+:data:`SIGNAL_SITES`): its action table in its own donation (the cost it pays,
+``"donation"``), in what its recipients receive (``"receipt"``), in the verdict about itself
+(``"assessment"``) and in the contexts on which its observers are audited
+(``"audited_context"``); its signal table in the (majority) verdicts about the donors it observes
+(``"verdict"``) and in its own audit (``"audit"``). :func:`prepare` can give each site its own
+tensor: the same values in separate leaves compute the same round, and the gradient with respect
+to each leaf is that use's share of the total (:mod:`reciprocity.agents.attribution`).
+
 Tensors carry an arbitrary batch shape ``(...)`` in front of the agent axis.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
 from typing import NamedTuple
 
 import torch
+
+#: Where an agent's action table A_d enters a round: its own donation (the cost it pays), what
+#: its recipients receive, the verdict about itself, the contexts its observers are audited on.
+ACTION_SITES = ("donation", "receipt", "assessment", "audited_context")
+#: Where an agent's signal table S_o enters a round: the (majority) verdicts about the donors it
+#: observes, its own audit.
+SIGNAL_SITES = ("verdict", "audit")
 
 
 class RoundTables(NamedTuple):
     """Round-independent parts of the model (from :func:`prepare`)."""
 
     action: torch.Tensor
-    """(..., N, 2, 2) A_d[x, y], executed-C probability"""
+    """(..., N, 2, 2) A_d[x, y], executed-C probability, in the donor's cost"""
+    receipt: torch.Tensor
+    """(..., N, 2, 2) A_d[x, y] in what d's recipient receives (the same tensor as ``action``
+    unless the sites have their own copies)"""
     judged: torch.Tensor
     """(..., N, 2, 2) P(the published verdict about donor d is Good | x, y), averaged over d's
     action: sum_a P(a | d, x, y) V_d[x, y, a]"""
+    audited: torch.Tensor | None
+    """(..., N, 2, 2) A_d[x, y] in the contexts pi_d on which d's observers are audited; None
+    without an audit"""
     contradiction: torch.Tensor | None
     """(..., N, 2, 2, 2) K_o[x, y, a], P(observer o's published signal contradicts the audit
     norm); None without an audit"""
@@ -88,7 +112,8 @@ def majority_verdict(signal: torch.Tensor, observers_per_interaction: int) -> to
 
 
 def prepare(action: torch.Tensor, signal: torch.Tensor, *, observers_per_interaction: int = 1,
-            audit_norm: torch.Tensor | None = None) -> RoundTables:
+            audit_norm: torch.Tensor | None = None,
+            sites: Mapping[str, torch.Tensor] | None = None) -> RoundTables:
     """Round-independent parts of the model, computed once per unroll.
 
     Args:
@@ -97,16 +122,35 @@ def prepare(action: torch.Tensor, signal: torch.Tensor, *, observers_per_interac
             context index ``4 x + 2 y + a``.
         observers_per_interaction: k.
         audit_norm: (8,) the audit norm's verdicts D (0/1, index order), or None (no audit).
+        sites: optional tables read at the named sites instead of ``action`` (a site of
+            :data:`ACTION_SITES`, shape of ``action``) or ``signal`` (:data:`SIGNAL_SITES`).
     """
+    sites = {} if sites is None else sites
+    unknown = set(sites) - set(ACTION_SITES) - set(SIGNAL_SITES)
+    if unknown:
+        raise ValueError(f"sites: unknown site(s) {sorted(unknown)}; "
+                         f"known: {ACTION_SITES + SIGNAL_SITES}")
     a = action.unflatten(-1, (2, 2))
     s = signal.unflatten(-1, (2, 2, 2))
-    verdict = majority_verdict(s, observers_per_interaction)         # V_d[x, y, a]
-    judged = verdict[..., 0] + a * (verdict[..., 1] - verdict[..., 0])
-    contradiction = None
+
+    def at(site: str, table: torch.Tensor) -> torch.Tensor:
+        """The table read at ``site``: its own copy if given, else the shared one."""
+        copy = sites.get(site)
+        if copy is None:
+            return table
+        return copy.unflatten(-1, (2, 2) if site in ACTION_SITES else (2, 2, 2))
+
+    verdict = majority_verdict(at("verdict", s), observers_per_interaction)  # V_d[x, y, a]
+    assessed = at("assessment", a)
+    judged = verdict[..., 0] + assessed * (verdict[..., 1] - verdict[..., 0])
+    audited = contradiction = None
     if audit_norm is not None:
         d = audit_norm.to(s).view(2, 2, 2)
-        contradiction = s + d * (1 - 2 * s)     # K_o = S_o (1 - D) + (1 - S_o) D
-    return RoundTables(a, judged, contradiction, observers_per_interaction)
+        audit = at("audit", s)
+        contradiction = audit + d * (1 - 2 * audit)   # K_o = S_o (1 - D) + (1 - S_o) D
+        audited = at("audited_context", a)
+    return RoundTables(at("donation", a), at("receipt", a), judged, audited, contradiction,
+                       observers_per_interaction)
 
 
 def advance(p: torch.Tensor, tables: RoundTables, *, benefit: float, cost: float,
@@ -123,14 +167,15 @@ def advance(p: torch.Tensor, tables: RoundTables, *, benefit: float, cost: float
     m = torch.stack((1 - q, q), dim=-1)
     joint = w[..., :, None] * m[..., None, :]              # (..., N, 2, 2) over (x, y)
     give = (joint * a).sum(dim=(-1, -2))                   # donor pays c per executed C
-    t = (w[..., :, None] * a).sum(dim=-2)                  # (..., N, 2): d's C given y
+    t = (w[..., :, None] * tables.receipt).sum(dim=-2)     # (..., N, 2): d's C given y
     from_others = (t.sum(dim=-2, keepdim=True) - t) / (n - 1)
     receive = (w * from_others).sum(dim=-1)                # r receives from each d != r
     payoff = benefit * receive - cost * give
     good = (joint * tables.judged).sum(dim=(-1, -2))       # the verdict about d is Good
     p_next = p + update_probability * (good - p)
     if signal_audit > 0:
-        context = joint[..., None] * torch.stack((1 - a, a), dim=-1)   # pi_d[x, y, a]
+        audited = tables.audited
+        context = joint[..., None] * torch.stack((1 - audited, audited), dim=-1)  # pi_d[x, y, a]
         observed = (context.sum(dim=-4, keepdim=True) - context) / (n - 1)  # donor d != o
         contradicted = signal_audit * (observed * tables.contradiction).sum(dim=(-1, -2, -3))
         flagged = 1 - (1 - contradicted) ** tables.observers_per_interaction
@@ -160,6 +205,28 @@ def round_step(p: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, b
                    signal_audit=signal_audit)
 
 
+def discount_weights(horizon: int, gamma: float) -> tuple[list[float], float]:
+    """(gamma^t for t < horizon, their sum): round t's payoff counts gamma^t / sum."""
+    weights, weight = [], 1.0
+    for _ in range(horizon):
+        weights.append(weight)
+        weight *= gamma
+    return weights, sum(weights)
+
+
+def payoffs_by_round(p0: torch.Tensor, tables: Iterable[RoundTables], *, benefit: float,
+                     cost: float, update_probability: float,
+                     signal_audit: float = 0.0) -> Iterator[torch.Tensor]:
+    """Every agent's expected payoff (..., N) in each round from ``p0``, one round per element of
+    ``tables`` (the same :class:`RoundTables` repeated, or one per round with its own copies).
+    A generator: a caller that only sums the payoffs holds one round at a time."""
+    p = p0
+    for round_tables in tables:
+        p, payoff = advance(p, round_tables, benefit=benefit, cost=cost,
+                            update_probability=update_probability, signal_audit=signal_audit)
+        yield payoff
+
+
 def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, horizon: int,
            gamma: float, benefit: float, cost: float, update_probability: float,
            observers_per_interaction: int = 1, signal_audit: float = 0.0,
@@ -172,16 +239,31 @@ def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, hori
     """
     tables = prepare(action, signal, observers_per_interaction=observers_per_interaction,
                      audit_norm=audit_norm if signal_audit > 0 else None)
-    p = p0
+    payoffs = payoffs_by_round(p0, repeat(tables, horizon), benefit=benefit, cost=cost,
+                               update_probability=update_probability, signal_audit=signal_audit)
+    weights, norm = discount_weights(horizon, gamma)
     total = torch.zeros_like(p0)
-    weight, norm = 1.0, 0.0
-    for _ in range(horizon):
-        p, payoff = advance(p, tables, benefit=benefit, cost=cost,
-                            update_probability=update_probability, signal_audit=signal_audit)
+    for weight, payoff in zip(weights, payoffs, strict=True):
         total = total + weight * payoff
-        norm += weight
-        weight *= gamma
     return total / norm
+
+
+def with_own_action(own_action: torch.Tensor, est_action: torch.Tensor,
+                    slot_mask: torch.Tensor, *, execution_error: float) -> torch.Tensor:
+    """(..., N, 4) executed-C table: the estimators, with the learner's row its policy's P(intend
+    C) (..., 4) executed with probability 1 - e. ``slot_mask`` (..., N): one-hot of its slot."""
+    mask = slot_mask[..., None]
+    executed = own_action * (1 - execution_error)
+    return est_action * (1 - mask) + executed[..., None, :] * mask
+
+
+def with_own_signal(own_signal: torch.Tensor, est_signal: torch.Tensor, slot_mask: torch.Tensor,
+                    *, assessment_error: float) -> torch.Tensor:
+    """(..., N, 8) published-Good table: the estimators, with the learner's row its P(Good)
+    (..., 8) flipped with probability mu."""
+    mask = slot_mask[..., None]
+    published = assessment_error + (1 - 2 * assessment_error) * own_signal
+    return est_signal * (1 - mask) + published[..., None, :] * mask
 
 
 def learner_tables(own_action: torch.Tensor, own_signal: torch.Tensor, est_action: torch.Tensor,
@@ -198,9 +280,6 @@ def learner_tables(own_action: torch.Tensor, own_signal: torch.Tensor, est_actio
         est_action: (..., N, 4), est_signal: (..., N, 8) estimators (constants).
         slot_mask: (..., N) one-hot of the learner's slot.
     """
-    mask = slot_mask[..., None]
-    executed = own_action * (1 - execution_error)
-    published = assessment_error + (1 - 2 * assessment_error) * own_signal
-    action = est_action * (1 - mask) + executed[..., None, :] * mask
-    signal = est_signal * (1 - mask) + published[..., None, :] * mask
-    return action, signal
+    return (with_own_action(own_action, est_action, slot_mask, execution_error=execution_error),
+            with_own_signal(own_signal, est_signal, slot_mask,
+                            assessment_error=assessment_error))

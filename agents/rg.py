@@ -131,9 +131,12 @@ class ReciprocityGradient:
                        update_probability=p.update_probability,
                        observers_per_interaction=p.observers_per_interaction,
                        signal_audit=p.signal_audit, audit_norm=self.audit_norm)  # (S, F, B, N)
-        own = torch.gather(value, -1, self.focal_slots.view(1, -1, 1, 1).expand(
-            *value.shape[:-1], 1))[..., 0]                              # (S, F, B)
-        return own.mean(dim=-1)
+        return self.own_entry(value).mean(dim=-1)
+
+    def own_entry(self, values: torch.Tensor) -> torch.Tensor:
+        """Each learner's own slot of per-agent model values: (S, F, B, N) -> (S, F, B)."""
+        return torch.gather(values, -1, self.focal_slots.view(1, -1, 1, 1).expand(
+            *values.shape[:-1], 1))[..., 0]
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """Refit the estimators on the rollout's public record, then take RG steps."""

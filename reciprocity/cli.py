@@ -10,6 +10,8 @@
     reciprocity tune --out DIR                          per-budget hyper-parameter search
     reciprocity flagship [--out runs/flagship]          RG vs PPO on the flagship (main job)
     reciprocity sweep --grid FILE --backend local|ray   a grid of scenarios x algos x params
+    reciprocity attribute --run DIR | --scenario ID --policy SPEC --out DIR
+                                          where the reciprocity gradient comes from
 
 Output folders: a folder holding a different run is refused unless --overwrite (which clears
 it); a train run is continued with --resume. A mistake is reported on one line (error: ...,
@@ -471,6 +473,20 @@ def _cmd_tune(args) -> int:
                          + " --overwrite")
     print(tuning_table(outcome))
     print(f"wrote {Path(args.out) / 'tuning.json'}")
+    return 0
+
+
+def _cmd_attribute(args) -> int:
+    from .attribution_report import attribute_command
+
+    attribute_command(out=args.out, run=args.run, scenario=args.scenario, policy=args.policy,
+                      report=args.report, doc=args.doc, quick=args.quick,
+                      progress=not args.quiet, overwrite=args.overwrite,
+                      **({} if args.report else dict(horizon=args.horizon, gamma=args.gamma,
+                                                     games=args.games, rounds=args.rounds,
+                                                     seed=args.seed,
+                                                     figure=not args.no_figure)))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -609,6 +625,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count, default=2, help="processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tune)
+
+    p = command("attribute", "influence attribution: the reciprocity gradient of a policy by "
+                "channel and delay")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a train output folder (metrics.json)")
+    src.add_argument("--scenario", help="scenario id or file (with --policy)")
+    src.add_argument("--report", action="store_true",
+                     help="train short runs and write the results section (see --doc)")
+    p.add_argument("--policy", metavar="SPEC", help="strategy played by every focal slot")
+    _add_output_options(p, "output folder (attribution.json, attribution.png)")
+    p.add_argument("--horizon", type=int, help="H (default: the run's, else RG's default)")
+    p.add_argument("--gamma", type=float, help="discount (default: the run's, else RG's)")
+    p.add_argument("--games", type=int, default=16, help="games of the fresh public record")
+    p.add_argument("--rounds", type=int, help="rounds of the record (default: max_rounds)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fresh public record")
+    p.add_argument("--no-figure", action="store_true", help="write attribution.json only")
+    p.add_argument("--doc", help="with --report: the markdown file to update")
+    p.add_argument("--quick", action="store_true", help="with --report: tiny budgets (CI)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_attribute)
     from .sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub, parents=[common], formatter_class=_HelpFormatter)
