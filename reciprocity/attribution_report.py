@@ -446,8 +446,8 @@ QUICK_PLAN = {"entries": tuple(e for e in REPORT_ENTRIES if e[0] in (
               "train": dict(rounds=20, num_envs=2, eval_envs=4, eval_rounds=10),
               "attribution": dict(horizon=4, games=2, rounds=10)}
 SECTION_START, SECTION_END = "<!-- attribution:start -->", "<!-- attribution:end -->"
-REPORT_COMMAND = ("reciprocity attribute --report --out docs/results/attribution "
-                  "--doc docs/results.md")
+REPORT_COMMAND = ("reciprocity attribute --report --out docs/attribution --doc docs/results.md "
+                  "--overwrite")
 
 
 def write_report(out: str | Path, doc: str | Path | None = None, *, quick: bool = False,
