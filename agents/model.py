@@ -296,11 +296,10 @@ class _FusedUnroll(torch.autograd.Function):
     """sum_t w_t payoff_t, w_t = gamma^t / norm, over the rounds of :func:`fused_round`."""
 
     @staticmethod
-    def forward(ctx, p0, c0, c1, horizon, gamma, benefit, cost, update_probability):
+    def forward(ctx, p0, c0, c1, horizon, gamma, benefit, cost, update_probability, keep):
         per_benefit = benefit / (p0.shape[-1] - 1)
         rho = update_probability
         weights, norm = discount_weights(horizon, gamma)
-        keep = any(ctx.needs_input_grad)
         p, total, trace = p0, torch.zeros_like(p0), []
         for weight in weights:
             p_next, payoff, saved = fused_round(p, c0, c1, cost_per_benefit=cost / per_benefit,
@@ -341,7 +340,7 @@ class _FusedUnroll(torch.autograd.Function):
         scale = torch.tensor(weights[::-1], dtype=grad.dtype, device=grad.device) / norm
         columns_bar = torch.stack(columns_bar) * scale.view(-1, *[1] * (grad.dim() + 1))
         c1_bar = (columns_bar * torch.stack(reputations).unsqueeze(-1)).sum(dim=0)
-        return p_bar / norm, columns_bar.sum(dim=0), c1_bar, None, None, None, None, None
+        return p_bar / norm, columns_bar.sum(dim=0), c1_bar, None, None, None, None, None, None
 
 
 def fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: int, gamma: float,
@@ -351,8 +350,10 @@ def fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: int, gamma: 
     :func:`payoffs_by_round`, at a fraction of the cost of the forward and backward passes."""
     c0, c1 = bilinear_coefficients(tables)
     shape = torch.broadcast_shapes(p0.shape, c0.shape[:-1])
+    # the rounds are kept for the reverse pass only if there will be one
+    keep = torch.is_grad_enabled() and any(t.requires_grad for t in (p0, c0, c1))
     return _FusedUnroll.apply(p0.expand(shape), c0.expand(*shape, 4), c1.expand(*shape, 4),
-                              horizon, gamma, benefit, cost, update_probability)
+                              horizon, gamma, benefit, cost, update_probability, keep)
 
 
 def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, horizon: int,
