@@ -3,6 +3,7 @@
     python benchmarks/learner_speed.py scaling      # RG update time vs N (10..200) and vs H
     python benchmarks/learner_speed.py to-discriminate [--budget ROUNDS] [--seeds 3]
     python benchmarks/learner_speed.py profile [--rounds 400]
+    python benchmarks/learner_speed.py compile [--horizon 50]   # torch.compile: minutes
     python benchmarks/learner_speed.py to-reference [--seeds 3] [--budget 2000] [--tuning FILE]
     python benchmarks/learner_speed.py to-reference --kernels both      # and the kernels' cost
 
@@ -21,6 +22,9 @@ learners' gradient steps, then the parts done once per run: the burn-in of the e
 protocol (from the model) and the evaluation of the final policy (long run, 256 games); and it
 times one RG gradient step through the fused unroll against the same step through the
 round-by-round model (same process, interleaved: their ratio is the fused unroll's speed-up).
+
+``compile`` compiles RG's objective with ``torch.compile`` (fused and round by round) and prints
+the first call (the compilation) and a step afterwards, beside the eager steps.
 
 ``to-reference`` is the wall-clock target: per scenario (default L6-v0 and the flagship), for
 RG, PPO and REINFORCE at their default hyper-parameters (and at the tuned ones of ``--tuning``),
@@ -52,7 +56,6 @@ import statistics
 import subprocess
 import sys
 import time
-from itertools import repeat
 
 import numpy as np
 import torch
@@ -238,24 +241,31 @@ def round_by_round_objective(rg: ReciprocityGradient, start, est_action, est_sig
     tables = prepare(action[:, :, None], signal[:, :, None],
                      observers_per_interaction=p.observers_per_interaction)
     weights, norm = discount_weights(config.horizon, config.gamma)
-    payoffs = payoffs_by_round(start[:, None], repeat(tables, config.horizon),
+    payoffs = payoffs_by_round(start[:, None], itertools.repeat(tables, config.horizon),
                                benefit=p.benefit, cost=p.cost,
                                update_probability=p.update_probability)
     total = sum(w * payoff for w, payoff in zip(weights, payoffs, strict=True)) / norm
     return rg.own_entry(total).mean(dim=-1)
 
 
-def time_gradient_step(scenario: str, repeats: int) -> dict:
-    """Median seconds of one RG gradient step (objective, backward, Adam) at the defaults, 16
-    games, through the fused unroll and through the round-by-round model, interleaved."""
+def objective_inputs(scenario: str, horizon: int):
+    """An RG learner (defaults but ``horizon``) after one collection of 16 games, and the
+    arguments of its objective: (learner, start (1, 16, N), est_action, est_signal)."""
     env_config = get_scenario(scenario).env_config
-    rg = ReciprocityGradient(RGConfig(), env_config, (1, env_config.focal_slots.size))
+    rg = ReciprocityGradient(RGConfig(horizon=horizon), env_config,
+                             (1, env_config.focal_slots.size))
     game = VectorGame(env_config, 16, seed=0)
     game.reset()
     rollout = collect(game, rg.policy, rg.config.rounds_per_update, np.random.default_rng(0), 1)
     rg.estimators.update(rollout.public)
-    est_action, est_signal = rg.estimators.tensors()
     start = torch.as_tensor(rollout.public["reputation_after"][-1][None], dtype=torch.float32)
+    return (rg, start, *rg.estimators.tensors())
+
+
+def time_gradient_step(scenario: str, repeats: int) -> dict:
+    """Median seconds of one RG gradient step (objective, backward, Adam) at the defaults, 16
+    games, through the fused unroll and through the round-by-round model, interleaved."""
+    rg, start, est_action, est_signal = objective_inputs(scenario, RGConfig().horizon)
 
     def step(objective):
         value = objective(start, est_action, est_signal)
@@ -297,6 +307,37 @@ def cmd_profile(args) -> dict:
               f"{slow * 1e3:.2f} ms (x{slow / fast:.1f})")
         out[scenario]["rg_gradient_step_seconds"] = step
     return {"benchmark": "learner_profile", "rounds": args.rounds, "scenarios": out}
+
+
+def cmd_compile(args) -> dict:
+    """torch.compile of RG's objective (forward and backward): time of the first call (the
+    compilation) and of a step afterwards, against the eager fused step, same process."""
+    rg, start, est_action, est_signal = objective_inputs("L6-v0", args.horizon)
+    ways = {"fused, eager": rg.objective,
+            "round by round, eager": lambda *a: round_by_round_objective(rg, *a)}
+    ways["fused, compiled"] = torch.compile(ways["fused, eager"])
+    ways["round by round, compiled"] = torch.compile(ways["round by round, eager"])
+
+    def step(objective) -> float:
+        t0 = time.perf_counter()
+        value = objective(start, est_action, est_signal)
+        rg.optimizer.zero_grad()
+        (-value.sum()).backward()
+        return time.perf_counter() - t0
+
+    first = {name: step(objective) for name, objective in ways.items()}
+    times = {name: [] for name in ways}
+    for _ in range(args.repeats):
+        for name, objective in ways.items():
+            times[name].append(step(objective))
+    print(f"RG objective, L6-v0, H = {args.horizon}, 16 games: forward + backward")
+    print(f"{'':>26s} {'first call s':>13s} {'then ms':>8s}")
+    out = {}
+    for name in ways:
+        out[name] = {"first_call_seconds": first[name],
+                     "step_seconds": statistics.median(times[name])}
+        print(f"{name:>26s} {first[name]:13.2f} {out[name]['step_seconds'] * 1e3:8.2f}")
+    return {"benchmark": "rg_compile", "horizon": args.horizon, "ways": out}
 
 
 # -- to-reference: wall time until 95% of the reference ----------------------------------------
@@ -478,6 +519,10 @@ def main():
     p.add_argument("--rounds", type=int, default=400, help="rounds per game")
     p.add_argument("--repeats", type=int, default=20, help="timed RG gradient steps")
     p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("compile")
+    p.add_argument("--horizon", type=int, default=RGConfig().horizon)
+    p.add_argument("--repeats", type=int, default=20)
+    p.set_defaults(func=cmd_compile)
     p = sub.add_parser("to-reference")
     p.add_argument("--scenarios", nargs="+", default=list(TARGET_SCENARIOS))
     p.add_argument("--seeds", type=int, default=3)
