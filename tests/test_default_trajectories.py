@@ -7,7 +7,10 @@ entries on the plain game with per-seed random streams (a seed's run depends on 
 alone), which changed how several seeds share their draws. They cover the
 batched core (table-driven rounds and rounds with outside focal decisions, small and large
 batches, so both derangement samplers), ``simulate``, both PettingZoo APIs, and the learners'
-data path (one collect + update of each algorithm; policies compared to 1e-6).
+data path (one collect + update of each algorithm; policies compared to 1e-6). RG's entries were
+recomputed when its objective moved to the fused unroll (``agents/model.py``: the same value and
+gradient as the round-by-round model, summed in another order, so float32 rounding moved two
+entries of many-learners-v0 by 1e-6); the game's fingerprints did not change.
 """
 
 from __future__ import annotations

@@ -124,25 +124,66 @@ def test_learner_tables_apply_errors_to_own_policy_only():
     assert torch.allclose(s[0, [0, 2]], est_s[[0, 2]])
 
 
-def test_unroll_cost_is_linear_in_horizon():
-    """The unroll performs exactly one model round per round (no path enumeration)."""
+def test_unroll_cost_is_linear_in_horizon(monkeypatch):
+    """The unroll performs exactly one model round per round, and its reverse pass one reverse
+    round per round (no path enumeration): the fused rounds without an audit, the generic round
+    with one."""
     import reciprocity.agents.model as model
 
-    calls = []
-    original = model.advance
+    calls = {}
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    def counting(name):
+        original = getattr(model, name)
 
-    model.advance = counting
-    try:
-        p0 = torch.ones(2, 7)
-        a, s = torch.full((7, 4), 0.5), torch.full((7, 8), 0.5)
-        unroll(p0, a, s, horizon=13, gamma=0.9, benefit=2.0, cost=1.0, update_probability=1.0)
-    finally:
-        model.advance = original
-    assert len(calls) == 13
+        def count(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(model, name, count)
+
+    for name in ("advance", "fused_round", "fused_round_backward"):
+        counting(name)
+    p0 = torch.ones(2, 7)
+    a = torch.full((7, 4), 0.5, requires_grad=True)
+    s = torch.full((7, 8), 0.5, requires_grad=True)
+    rules = {"horizon": 13, "gamma": 0.9, "benefit": 2.0, "cost": 1.0, "update_probability": 1.0}
+    unroll(p0, a, s, **rules).sum().backward()
+    assert calls == {"fused_round": 13, "fused_round_backward": 13}
+    calls.clear()
+    unroll(p0, a, s, signal_audit=0.5, audit_norm=torch.ones(8), **rules).sum().backward()
+    assert calls == {"advance": 13}
+
+
+@pytest.mark.parametrize("k, u, n", [(1, 1.0, 10), (1, 0.3, 5), (3, 0.7, 9), (1, 1.0, 2)])
+def test_fused_unroll_is_the_round_by_round_model(k, u, n):
+    """The fused unroll (bilinear forms, reverse pass written by hand) computes the value of the
+    round-by-round model (:func:`advance`, checked against the core above) and its gradient with
+    respect to every table and the start reputations, in float64, with the RG batch layout
+    (start (S, 1, B, N), tables (S, F, 1, N, K))."""
+    from itertools import repeat
+
+    from reciprocity.agents.model import discount_weights, payoffs_by_round, prepare
+
+    rng = np.random.default_rng(k * 100 + n)
+    action = torch.tensor(rng.uniform(0, 1, (2, 3, 1, n, 4)), requires_grad=True)
+    signal = torch.tensor(rng.uniform(0, 1, (2, 3, 1, n, 8)), requires_grad=True)
+    p0 = torch.tensor(rng.uniform(0, 1, (2, 1, 4, n)), requires_grad=True)
+    cotangent = torch.tensor(rng.normal(size=(2, 3, 4, n)))
+    rules = {"benefit": 3.0, "cost": 1.0, "update_probability": u}
+    weights, norm = discount_weights(7, 0.9)
+    tables = prepare(action, signal, observers_per_interaction=k)
+    reference = sum(w / norm * x for w, x in
+                    zip(weights, payoffs_by_round(p0, repeat(tables, 7), **rules), strict=True))
+    fused = unroll(p0, action, signal, horizon=7, gamma=0.9, observers_per_interaction=k,
+                   **rules)
+    torch.testing.assert_close(fused, reference, rtol=0, atol=1e-12)
+    for got, want in zip(torch.autograd.grad((fused * cotangent).sum(), (action, signal, p0)),
+                         torch.autograd.grad((reference * cotangent).sum(), (action, signal, p0)),
+                         strict=True):
+        assert want.abs().max() > 1e-3  # every input matters
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(unroll(p0, action, signal, horizon=7, gamma=0.9,
+                                          observers_per_interaction=k, **rules), reference)
 
 
 def test_estimators_recover_scripted_rules_from_public_record():
