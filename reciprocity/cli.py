@@ -434,15 +434,14 @@ def _cmd_benchmark(args) -> int:
 
 def _cmd_flagship(args) -> int:
     from .benchmark import BenchmarkConfig, results_table, run_benchmark
-
     from .train import algorithm
 
     scenario = "discriminators-vs-defectors-v0"
     # points of the sample-efficiency curve, read off the same runs: budgets every algorithm's
     # default collection size divides
     sizes = [algorithm(a)[1]().rounds_per_update for a in args.algos]
-    budgets = tuple(b for b in (100, 200, 400) if b < args.rounds
-                    and all(b % size == 0 for size in sizes)) + (args.rounds,)
+    budgets = (*(b for b in (100, 200, 400)
+                 if b < args.rounds and all(b % size == 0 for size in sizes)), args.rounds)
     cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), policies=("tabular",),
                           seeds=args.seeds, budgets=budgets, main_budget=args.rounds,
                           tuning=None, workers=args.workers)
