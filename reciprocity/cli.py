@@ -3,6 +3,7 @@
     reciprocity scenarios                 list the registered scenarios
     reciprocity demo [--scenario ID]      play fixed focal policies, print a table, save plots
     reciprocity train --scenario ID | --config FILE --algo rg|ppo|reinforce --seed S --out DIR
+    reciprocity train ... --warmup W      several learners: each trains W rounds alone first
     reciprocity train --resume DIR        continue a stopped run from its checkpoint
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
@@ -79,16 +80,22 @@ def _count(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
-    """argparse type: a seed (a non-negative integer)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}") \
-            from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}")
-    return value
+def _non_negative(what: str):
+    """argparse type: an integer >= 0, described as ``what`` in errors."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected {what} (an integer >= 0), got {text!r}")
+        return value
+
+    return parse
+
+
+_seed = _non_negative("a seed")
+_rounds = _non_negative("a number of rounds")
 
 
 def _cmd_scenarios(args) -> int:
@@ -224,9 +231,19 @@ def _check_resume_options(args, run) -> None:
             ("--num-envs", args.num_envs, "num_envs", run.num_envs),
             ("--eval-envs", args.eval_envs, "eval_envs", run.eval_envs),
             ("--eval-rounds", args.eval_rounds, "eval_rounds", run.resolved_eval_rounds()),
-            ("--init", args.init, "init_policy", run.init_policy)):
+            ("--init", args.init, "init_policy", run.init_policy),
+            ("--warmup", args.warmup, "warmup", run.warmup)):
         if given is not None and given != stored:
             refuse(option, given, f"{name} {stored}")
+    if args.warmup_strategy is not None:
+        from .train import warmup_opponent
+
+        given = warmup_opponent(run.scenario_data.env_config, args.warmup_strategy)
+        stored = run.warmup_opponent
+        if stored is None or given.to_spec() != stored.to_spec():
+            refuse("--warmup-strategy", args.warmup_strategy,
+                   "run without a warm-up" if stored is None else
+                   f"warm-up strategy {run.warmup_strategy or stored.name}")
     if args.device is not None:
         from .train import check_device
 
@@ -271,7 +288,8 @@ def _cmd_train(args) -> int:
             ("device", args.device), ("checkpoint_every", args.checkpoint_every))
             if value is not None}
         config = TrainConfig(scenario=scenario, seeds=seeds, algo_config=_overrides(args.set),
-                             init_policy=args.init, **options)
+                             init_policy=args.init, warmup=args.warmup or 0,
+                             warmup_strategy=args.warmup_strategy, **options)
         out, resume = Path(args.out), False
     metrics = train(config, out, resume=resume, overwrite=args.overwrite,
                     progress=not args.quiet)
@@ -547,6 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="STRATEGY",
                    help="start every learner from a strategy, e.g. disc+L6 (tabular policies; "
                         "default: uniform 0.5)")
+    p.add_argument("--warmup", type=_rounds, metavar="W",
+                   help="several learners: each first trains W rounds alone, the other learner "
+                        "slots played by --warmup-strategy, then all train together; the W "
+                        "rounds are part of --rounds (default: 0, no warm-up)")
+    p.add_argument("--warmup-strategy", metavar="STRATEGY",
+                   help="plays the other learner slots during the warm-up (default: DISC "
+                        "assessing by the audit norm, or by the background's norm)")
     p.add_argument("--checkpoint-every", metavar="N|Ns",
                    help="checkpoint every N updates, or every N seconds with a trailing s "
                         "(e.g. 300s); 0: only at the end (default: 10 evenly spaced, plus one "
