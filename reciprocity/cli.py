@@ -420,6 +420,7 @@ def _mean_text(stat: dict) -> str:
 
 def _cmd_benchmark(args) -> int:
     from .benchmark import BenchmarkConfig, quick_config, run_benchmark
+    from .institutions import QUICK, InstitutionsConfig, run_institutions
 
     overrides = {k: v for k, v in (
         ("scenarios", tuple(args.scenarios) if args.scenarios else None),
@@ -428,13 +429,22 @@ def _cmd_benchmark(args) -> int:
         ("seeds", args.seeds), ("workers", args.workers)) if v is not None}
     if args.no_tuning:
         overrides["tuning"] = None
+    stages = args.stages or ["curves", "institutions"]
+    institutions = {**(QUICK if args.quick else {}),
+                    **{k: overrides[k] for k in ("algos", "seeds", "workers") if k in overrides}}
+    if args.algos:  # the larger variant too runs only the algorithms asked for
+        large = tuple(a for a in InstitutionsConfig.large_algos if a in args.algos)
+        institutions.update(large_algos=large, **({} if large else {"large": None}))
+    overrides["institutions"] = InstitutionsConfig(**institutions) \
+        if "institutions" in stages else None
     cfg = quick_config(**overrides) if args.quick else BenchmarkConfig(**overrides)
     for s in cfg.scenarios:
         get_scenario(s)
     if args.tuning and not Path(args.tuning).is_file():
         raise ValueError(f"--tuning: no such file {args.tuning}")
     command = ["reciprocity", "benchmark", "--out", Path(args.out).as_posix()]
-    for flag, value in (("--quick", args.quick), ("--no-tuning", args.no_tuning),
+    for flag, value in (("--quick", args.quick), ("--stages", args.stages),
+                        ("--no-tuning", args.no_tuning),
                         ("--tuning", args.tuning), ("--tuning-doc", args.tuning_doc),
                         ("--scenarios", args.scenarios), ("--algos", args.algos),
                         ("--policies", args.policies), ("--seeds", args.seeds)):
@@ -442,6 +452,19 @@ def _cmd_benchmark(args) -> int:
             command += [flag] + ([] if value is True else
                                  list(map(str, value)) if isinstance(value, list) else [value])
     command.append("--overwrite")  # the command regenerates the folder it names
+    if "curves" not in stages:  # the institutions study alone, beside the benchmark's results
+        from .runfolder import read_json
+
+        tuning = None if args.tuning is None else \
+            read_json(args.tuning, "--tuning", required=("selected", "candidates"))
+        out = Path(args.out)
+        results = run_institutions(cfg.institutions, out / "institutions", tuning=tuning,
+                                   doc=out.with_suffix(".md"), progress=not args.quiet,
+                                   command=" ".join(map(str, command)),
+                                   overwrite=args.overwrite)
+        print(f"{len(results['records'])} records; wrote {out / 'institutions'}/results.json "
+              f"and {out.with_suffix('.md')}")
+        return 0
     results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
                             progress=not args.quiet, command=" ".join(map(str, command)),
                             overwrite=args.overwrite)
@@ -456,7 +479,7 @@ def _cmd_flagship(args) -> int:
     scenario = "discriminators-vs-defectors-v0"
     cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), policies=("tabular",),
                           seeds=args.seeds, budgets=(args.rounds,), main_budget=args.rounds,
-                          tuning=None, workers=args.workers)
+                          tuning=None, workers=args.workers, institutions=None)
     print(f"{scenario}: {get_scenario(scenario).description}")
     print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
           f"{args.rounds} rounds each (default hyper-parameters), and the exhaustive reference "
@@ -612,6 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="3 scenarios, budgets 10 and 20, 2 seeds, a tiny tuning: the same code "
                         "paths in a few minutes (for CI)")
+    p.add_argument("--stages", nargs="+", choices=["curves", "institutions"],
+                   help="curves: the sample-efficiency benchmark; institutions: many learners "
+                        "under each institution and start, into OUT/institutions (alone, it "
+                        "leaves the rest of OUT as it is) (default: both)")
     p.add_argument("--tuning", metavar="FILE",
                    help="reuse a tuning outcome (tuning.json) instead of running the search")
     p.add_argument("--no-tuning", action="store_true",
