@@ -17,7 +17,11 @@ with ``signal_audit`` overridden (``many-learners-audit-0.1-v0``, ``...-1.0-v0``
 catalogue, so that the sample-efficiency benchmark keeps its scenarios). Every cell is one
 training run of all seeds with the same interaction budget (``rounds`` per learner, the warm-up
 included) and each algorithm's default hyper-parameters, or those the benchmark's tuning selected
-at that budget when a tuning outcome is given.
+at that budget when a tuning outcome is given. Defaults: 5 seeds x 16 games, 1000 rounds with a
+warm-up of 400; the larger variant after a warm-up and from the ideal start, 200 rounds with a
+warm-up of 100, 8 games (RG's model of 35 learners among 50 agents is the costly part). The
+whole stage took 26 minutes on 2 cores shared with other jobs (42 minutes of training summed
+over the runs, 35 of them RG's).
 
 **Measures.** Each learner is evaluated by the long-run protocol of
 :mod:`reciprocity.evaluation` on the games of the reference's confirmation stage; the reference
@@ -412,7 +416,7 @@ def section(results: dict, figure: str = "results/institutions/institutions.png"
 
 
 def _targets(records: list[dict]) -> list[str]:
-    """The issue's target, checked: RG with an audit and a warm-up at >= 95% of the ideal
+    """The study's target, checked: RG with an audit and a warm-up at >= 95% of the ideal
     discriminators' payoff on every seed."""
     out = []
     for r in records:
