@@ -73,9 +73,9 @@ bench-quick: $(STAMP)
 	rm -rf build/bench-quick
 	$(BIN)/reciprocity benchmark --quick --out build/bench-quick/results --quiet
 
-# Regenerate docs/results.md, docs/results/, docs/attribution/ and the tuning table of
-# docs/agents.md (about an hour on 2 cores; run it on a quiet machine: the page reports
-# wall-clock times)
+# Regenerate docs/results.md, docs/results/ (the institutions study included), docs/attribution/
+# and the tuning table of docs/agents.md (about 1.5 hours on 2 cores; run it on a quiet machine:
+# the page reports wall-clock times)
 results: $(STAMP)
 	$(BIN)/reciprocity benchmark --out docs/results --tuning-doc docs/agents.md --overwrite
 	$(BIN)/reciprocity attribute --report --out docs/attribution --doc docs/results.md --overwrite

@@ -48,7 +48,7 @@ from .envs.norms import (
 )
 from .envs.scenarios import Scenario, get_scenario
 from .envs.vector import VectorGame
-from .runfolder import open_run, save_figure, write_text
+from .runfolder import open_run, save_figure, write_block, write_text
 
 CONTEXTS = {"action": ACTION_CONTEXTS, "signal": SIGNAL_CONTEXTS}
 #: Games of the fresh public record (as many as a training run plays per seed by default).
@@ -562,15 +562,7 @@ def section_markdown(records: list[dict], out: Path, doc: Path, plan: dict,
 
 def write_section(doc: Path, markdown: str) -> None:
     """Replace the text between the attribution markers of ``doc`` (appended if absent)."""
-    text = doc.read_text() if doc.is_file() else ""
-    body = f"{SECTION_START}\n{markdown}\n{SECTION_END}"
-    if SECTION_START in text and SECTION_END in text:
-        head, _, rest = text.partition(SECTION_START)
-        _, _, tail = rest.partition(SECTION_END)
-        text = head + body + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    write_text(doc, text)
+    write_block(doc, SECTION_START, SECTION_END, markdown)
 
 
 def attribute_command(*, out: str | Path, run: str | Path | None = None,

@@ -17,7 +17,10 @@ Steps (every job runs in a pool of ``workers`` processes, longest first):
    *is* a 200-round run;
 4. one record per (scenario, algorithm, policy class, budget)
    (:func:`reciprocity.records.build_record`), the curve points and the claim map
-   (:mod:`reciprocity.curves`), figures.
+   (:mod:`reciprocity.curves`), figures;
+5. the institutions study (:mod:`reciprocity.institutions`: many learners under each
+   institution and start) in its own run folder ``<out>/institutions`` with its own block of the
+   page (``cfg.institutions``; None skips it).
 
 Outputs in ``out``: ``results.json`` (``records``, ``curves``, ``config``), ``benchmark.json``
 (configuration and wall time), ``tuning.json``, ``references/<scenario>.json``,
@@ -51,6 +54,8 @@ from .curves import (
 )
 from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
 from .envs.scenarios import get_scenario, scenarios
+from .institutions import QUICK as INSTITUTIONS_QUICK
+from .institutions import InstitutionsConfig, run_institutions
 from .records import build_record
 from .runfolder import open_run, save_figure, write_json, write_text
 from .stats import format_interval
@@ -85,6 +90,8 @@ class BenchmarkConfig:
     workers: int = 2  # processes
     tuning: TuningConfig | None = field(default_factory=TuningConfig)  # None: the defaults
     algo_config: dict = field(default_factory=dict)  # {algo: {hyper-parameter: value}} on top
+    # the institutions study (stage 5; None: skipped)
+    institutions: InstitutionsConfig | None = field(default_factory=InstitutionsConfig)
 
     def __post_init__(self):
         for name in ("scenarios", "algos", "policies", "budgets"):
@@ -100,6 +107,7 @@ class BenchmarkConfig:
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["tuning"] = None if self.tuning is None else self.tuning.to_dict()
+        d["institutions"] = None if self.institutions is None else self.institutions.to_dict()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -108,7 +116,8 @@ def quick_config(**overrides) -> BenchmarkConfig:
     discriminative, several learners), budgets of 10 and 20 rounds, 2 seeds, a tiny tuning."""
     settings = dict(scenarios=("all-cooperators-v0", "L6-v0", "many-learners-v0"),
                     budgets=(10, 20), main_budget=20, seeds=2, num_envs=4, eval_envs=16,
-                    search_envs=4, confirm_envs=16, tuning=TuningConfig(**QUICK))
+                    search_envs=4, confirm_envs=16, tuning=TuningConfig(**QUICK),
+                    institutions=InstitutionsConfig(**INSTITUTIONS_QUICK))
     return BenchmarkConfig(**{**settings, **overrides})
 
 
@@ -229,6 +238,11 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_
                       cfg.main_budget)
     if write_table:
         write_results_table(out, results_json, meta, refs)
+    if cfg.institutions is not None:
+        run_institutions(dataclasses.replace(cfg.institutions, workers=cfg.workers),
+                         out / "institutions", refs=refs, tuning=tuning,
+                         doc=out.with_suffix(".md") if write_table else None,
+                         progress=progress, command=command)
     return results_json
 
 

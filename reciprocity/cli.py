@@ -3,6 +3,7 @@
     reciprocity scenarios                 list the registered scenarios
     reciprocity demo [--scenario ID]      play fixed focal policies, print a table, save plots
     reciprocity train --scenario ID | --config FILE --algo rg|ppo|reinforce --seed S --out DIR
+    reciprocity train ... --warmup W      several learners: each trains W rounds alone first
     reciprocity train --resume DIR        continue a stopped run from its checkpoint
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
     reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
@@ -79,16 +80,22 @@ def _count(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
-    """argparse type: a seed (a non-negative integer)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}") \
-            from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}")
-    return value
+def _non_negative(what: str):
+    """argparse type: an integer >= 0, described as ``what`` in errors."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected {what} (an integer >= 0), got {text!r}")
+        return value
+
+    return parse
+
+
+_seed = _non_negative("a seed")
+_rounds = _non_negative("a number of rounds")
 
 
 def _cmd_scenarios(args) -> int:
@@ -224,9 +231,19 @@ def _check_resume_options(args, run) -> None:
             ("--num-envs", args.num_envs, "num_envs", run.num_envs),
             ("--eval-envs", args.eval_envs, "eval_envs", run.eval_envs),
             ("--eval-rounds", args.eval_rounds, "eval_rounds", run.resolved_eval_rounds()),
-            ("--init", args.init, "init_policy", run.init_policy)):
+            ("--init", args.init, "init_policy", run.init_policy),
+            ("--warmup", args.warmup, "warmup", run.warmup)):
         if given is not None and given != stored:
             refuse(option, given, f"{name} {stored}")
+    if args.warmup_strategy is not None:
+        from .train import warmup_opponent
+
+        given = warmup_opponent(run.scenario_data.env_config, args.warmup_strategy)
+        stored = run.warmup_opponent
+        if stored is None or given.to_spec() != stored.to_spec():
+            refuse("--warmup-strategy", args.warmup_strategy,
+                   "run without a warm-up" if stored is None else
+                   f"warm-up strategy {run.warmup_strategy or stored.name}")
     if args.device is not None:
         from .train import check_device
 
@@ -271,7 +288,8 @@ def _cmd_train(args) -> int:
             ("device", args.device), ("checkpoint_every", args.checkpoint_every))
             if value is not None}
         config = TrainConfig(scenario=scenario, seeds=seeds, algo_config=_overrides(args.set),
-                             init_policy=args.init, **options)
+                             init_policy=args.init, warmup=args.warmup or 0,
+                             warmup_strategy=args.warmup_strategy, **options)
         out, resume = Path(args.out), False
     metrics = train(config, out, resume=resume, overwrite=args.overwrite,
                     progress=not args.quiet)
@@ -402,6 +420,7 @@ def _mean_text(stat: dict) -> str:
 
 def _cmd_benchmark(args) -> int:
     from .benchmark import BenchmarkConfig, quick_config, run_benchmark
+    from .institutions import QUICK, InstitutionsConfig, run_institutions
 
     overrides = {k: v for k, v in (
         ("scenarios", tuple(args.scenarios) if args.scenarios else None),
@@ -410,13 +429,22 @@ def _cmd_benchmark(args) -> int:
         ("seeds", args.seeds), ("workers", args.workers)) if v is not None}
     if args.no_tuning:
         overrides["tuning"] = None
+    stages = args.stages or ["curves", "institutions"]
+    institutions = {**(QUICK if args.quick else {}),
+                    **{k: overrides[k] for k in ("algos", "seeds", "workers") if k in overrides}}
+    if args.algos:  # the larger variant too runs only the algorithms asked for
+        large = tuple(a for a in InstitutionsConfig.large_algos if a in args.algos)
+        institutions.update(large_algos=large, **({} if large else {"large": None}))
+    overrides["institutions"] = InstitutionsConfig(**institutions) \
+        if "institutions" in stages else None
     cfg = quick_config(**overrides) if args.quick else BenchmarkConfig(**overrides)
     for s in cfg.scenarios:
         get_scenario(s)
     if args.tuning and not Path(args.tuning).is_file():
         raise ValueError(f"--tuning: no such file {args.tuning}")
     command = ["reciprocity", "benchmark", "--out", Path(args.out).as_posix()]
-    for flag, value in (("--quick", args.quick), ("--no-tuning", args.no_tuning),
+    for flag, value in (("--quick", args.quick), ("--stages", args.stages),
+                        ("--no-tuning", args.no_tuning),
                         ("--tuning", args.tuning), ("--tuning-doc", args.tuning_doc),
                         ("--scenarios", args.scenarios), ("--algos", args.algos),
                         ("--policies", args.policies), ("--seeds", args.seeds)):
@@ -424,6 +452,19 @@ def _cmd_benchmark(args) -> int:
             command += [flag] + ([] if value is True else
                                  list(map(str, value)) if isinstance(value, list) else [value])
     command.append("--overwrite")  # the command regenerates the folder it names
+    if "curves" not in stages:  # the institutions study alone, beside the benchmark's results
+        from .runfolder import read_json
+
+        tuning = None if args.tuning is None else \
+            read_json(args.tuning, "--tuning", required=("selected", "candidates"))
+        out = Path(args.out)
+        results = run_institutions(cfg.institutions, out / "institutions", tuning=tuning,
+                                   doc=out.with_suffix(".md"), progress=not args.quiet,
+                                   command=" ".join(map(str, command)),
+                                   overwrite=args.overwrite)
+        print(f"{len(results['records'])} records; wrote {out / 'institutions'}/results.json "
+              f"and {out.with_suffix('.md')}")
+        return 0
     results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
                             progress=not args.quiet, command=" ".join(map(str, command)),
                             overwrite=args.overwrite)
@@ -444,7 +485,7 @@ def _cmd_flagship(args) -> int:
                  if b < args.rounds and all(b % size == 0 for size in sizes)), args.rounds)
     cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), policies=("tabular",),
                           seeds=args.seeds, budgets=budgets, main_budget=args.rounds,
-                          tuning=None, workers=args.workers)
+                          tuning=None, workers=args.workers, institutions=None)
     print(f"{scenario}: {get_scenario(scenario).description}")
     print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
           f"{args.rounds} rounds each (default hyper-parameters), and the exhaustive reference "
@@ -553,6 +594,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="STRATEGY",
                    help="start every learner from a strategy, e.g. disc+L6 (tabular policies; "
                         "default: uniform 0.5)")
+    p.add_argument("--warmup", type=_rounds, metavar="W",
+                   help="several learners: each first trains W rounds alone, the other learner "
+                        "slots played by --warmup-strategy, then all train together; the W "
+                        "rounds are part of --rounds (default: 0, no warm-up)")
+    p.add_argument("--warmup-strategy", metavar="STRATEGY",
+                   help="plays the other learner slots during the warm-up (default: DISC "
+                        "assessing by the audit norm, or by the background's norm)")
     p.add_argument("--checkpoint-every", metavar="N|Ns",
                    help="checkpoint every N updates, or every N seconds with a trailing s "
                         "(e.g. 300s); 0: only at the end (default: 10 evenly spaced, plus one "
@@ -593,6 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="3 scenarios, budgets 10 and 20, 2 seeds, a tiny tuning: the same code "
                         "paths in a few minutes (for CI)")
+    p.add_argument("--stages", nargs="+", choices=["curves", "institutions"],
+                   help="curves: the sample-efficiency benchmark; institutions: many learners "
+                        "under each institution and start, into OUT/institutions (alone, it "
+                        "leaves the rest of OUT as it is) (default: both)")
     p.add_argument("--tuning", metavar="FILE",
                    help="reuse a tuning outcome (tuning.json) instead of running the search")
     p.add_argument("--no-tuning", action="store_true",

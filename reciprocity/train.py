@@ -15,6 +15,23 @@ initialisation, minibatch shuffles) is drawn from seed s alone (see
 :mod:`~reciprocity.agents.seeding`), so a seed gives the same numbers whatever other seeds
 train beside it.
 
+**Warm-up** (spec §7, ``warmup`` = W > 0, scenarios with several learners): before the learners
+train together, each first trains for W rounds as the only learner in a copy of the scenario
+whose other learner slots are played by ``warmup_strategy`` (default: DISC acting, assessing by
+the audit norm under a signal audit, else by the background's norm: the ideal discriminator of
+the multi-learner reference); then all train together from their warmed-up policies. The
+warm-up is part of the interaction budget: every learner plays W rounds alone and ``rounds - W``
+together, in ``num_envs`` games each, so ``rounds`` stays the number of rounds each learner has
+played, whatever W (and every algorithm gets the same W). Only the policy (both heads) carries
+over; the rest of a learner's state (RG's estimators, the baselines' critics, optimiser moments)
+describes the warm-up game and starts afresh. The rules treat all slots alike, so every learner's
+copy is the same game up to relabelling the agents: the warm-up trains the S x F learners as
+S x F independent rows of one learner in the scenario with its first learner slot focal, each
+row with its own games, decisions and internal randomness drawn from its seed and learner
+index alone. A warm-up update is one update of the run (checkpoints and resume cover it);
+``progress.csv`` marks its rows ``stage = warmup`` (payoffs in the copy) and the later ones
+``stage = together``.
+
 Outputs in ``out`` (a run folder, see :mod:`reciprocity.runfolder`): ``run.json`` (the run's
 identity and status), ``metrics.json`` (single seed) or ``seed_<s>/metrics.json`` per seed plus
 ``summary.json``; ``progress.csv`` (learning curves, rewritten at every checkpoint and at the
@@ -42,11 +59,11 @@ from tqdm.auto import tqdm
 
 from .agents.checks import check_bool, check_int
 from .agents.rollout import collect
-from .envs.config import BYTES_PER_GAME_SLOT, check_memory
-from .envs.norms import parse_strategy
+from .envs.config import BYTES_PER_GAME_SLOT, EnvConfig, check_memory
+from .envs.norms import Strategy, parse_strategy
 from .envs.scenarios import Scenario, get_scenario
 from .envs.vector import VectorGame
-from .evaluation import evaluate_tables, protocol_for
+from .evaluation import evaluate_tables, ideal_norm, protocol_for
 from .runfolder import (
     RunInterrupted,
     load_checkpoint,
@@ -85,6 +102,30 @@ def algorithm(name: str):
 
         return Reinforce, ReinforceConfig
     raise ValueError(f"algo must be one of {ALGOS}, got {name!r}")
+
+
+def warmup_opponent(env_config: EnvConfig, spec: Any = None) -> Strategy:
+    """The strategy that plays the other learner slots during a warm-up: ``spec``, or by
+    default the ideal discriminator of the multi-learner reference (DISC acting; assessing by
+    the audit norm under a signal audit, else by the background's norm)."""
+    if spec is not None:
+        return parse_strategy(spec, field="warmup_strategy")
+    try:
+        norm = ideal_norm(env_config)
+    except ValueError:
+        raise ValueError("warmup_strategy: the default (DISC assessing by the background's norm) "
+                         "needs background agents or an audit norm; name a strategy, e.g. "
+                         "warmup_strategy='disc+L6'") from None
+    return parse_strategy({"action": "disc", "assess": norm}, field="warmup_strategy")
+
+
+def warmup_config(env_config: EnvConfig, opponent: Strategy) -> EnvConfig:
+    """The warm-up game: the scenario with its first learner slot focal and every other learner
+    slot played by ``opponent`` (same institution, background and episode length)."""
+    first = int(env_config.focal_slots[0])
+    strategies = tuple(opponent if s is None and i != first else s
+                       for i, s in enumerate(env_config.strategies))
+    return dataclasses.replace(env_config, strategies=strategies)
 
 
 def check_device(device: Any) -> str:
@@ -148,6 +189,9 @@ class TrainConfig:
     # "300s" = every 300 seconds, 0 = only at the end (there is always one at the end)
     checkpoint_every: int | str | None = None
     init_policy: str | None = None  # start every learner from this strategy spec (tabular)
+    warmup: int = 0  # rounds each learner first trains alone (part of rounds; see module doc)
+    warmup_strategy: Any = None  # plays the other learner slots in the warm-up (default: the
+    #                              ideal discriminator, DISC + the audit or background norm)
     save_checkpoint: bool = True  # write checkpoint.pt (needed for resume)
     tensorboard: bool = True  # write TensorBoard events to tb/ (if tensorboard is installed)
     device: str = "cpu"  # torch device
@@ -185,6 +229,8 @@ class TrainConfig:
         self.checkpoint_every = parse_checkpoint_every(self.checkpoint_every)
         if self.init_policy is not None:
             parse_strategy(self.init_policy, field="init_policy")
+        self.warmup = check_int("warmup", self.warmup, minimum=0)
+        self._warmup_opponent = self._check_warmup()
         self.save_checkpoint = check_bool("save_checkpoint", self.save_checkpoint)
         self.tensorboard = check_bool("tensorboard", self.tensorboard)
         self.device = check_device(self.device)
@@ -192,6 +238,10 @@ class TrainConfig:
         if self.init_policy is not None and learner_config.policy != "tabular":
             raise ValueError("init_policy needs the tabular policy (policy='tabular')")
         self._check_budget(learner_config)
+        early = [b for b in self.eval_budgets if b <= self.warmup]
+        if early:
+            raise ValueError(f"eval_budgets {early} fall within the warm-up of {self.warmup} "
+                             "rounds (learners are evaluated together): choose budgets after it")
         ends = set(itertools.accumulate(self.collections()))
         off_grid = [b for b in self.eval_budgets if b not in ends]
         if off_grid:
@@ -200,10 +250,34 @@ class TrainConfig:
                              "choose multiples of it (or the whole budget)")
         self._check_memory(learner_config)
 
+    def _check_warmup(self) -> Strategy | None:
+        """The warm-up's opponent strategy (None without a warm-up); named errors."""
+        if not self.warmup:
+            if self.warmup_strategy is not None:
+                raise ValueError("warmup_strategy plays the other learner slots during a "
+                                 "warm-up; it needs warmup > 0")
+            return None
+        if isinstance(self.warmup_strategy, Strategy):  # stored as JSON data
+            self.warmup_strategy = self.warmup_strategy.to_spec()
+        sid, focal = self._scenario.id, self._scenario.num_focal
+        if focal < 2:
+            raise ValueError(f"warmup: scenario {sid!r} has a single learner, which always "
+                             "trains alone; a warm-up needs several learners")
+        if self.warmup >= self.rounds:
+            raise ValueError(f"warmup: {self.warmup} rounds leave none of rounds={self.rounds} "
+                             "for training together (the warm-up is part of the budget); "
+                             "choose warmup < rounds")
+        return warmup_opponent(self._scenario.env_config, self.warmup_strategy)
+
     @property
     def scenario_data(self) -> Scenario:
         """The resolved scenario."""
         return self._scenario
+
+    @property
+    def warmup_opponent(self) -> Strategy | None:
+        """The strategy playing the other learner slots in the warm-up (None: no warm-up)."""
+        return self._warmup_opponent
 
     def learner_config(self):
         _, config_cls = algorithm(self.algo)
@@ -216,10 +290,20 @@ class TrainConfig:
 
     def collections(self) -> list[int]:
         """Rounds collected before each update: ``rounds_per_update`` each, the last one
-        shorter when ``rounds`` is not a multiple of it (the budget is exact)."""
+        shorter when ``rounds`` is not a multiple of it (the budget is exact). With a warm-up,
+        the warm-up's ``warmup`` rounds are split so first (:meth:`warmup_updates` updates),
+        then the remaining ``rounds - warmup``."""
         rpu = self.learner_config().rounds_per_update
-        full, rest = divmod(self.rounds, rpu)
-        return [rpu] * full + ([rest] if rest else [])
+
+        def split(rounds: int) -> list[int]:
+            full, rest = divmod(rounds, rpu)
+            return [rpu] * full + ([rest] if rest else [])
+
+        return split(self.warmup) + split(self.rounds - self.warmup)
+
+    def warmup_updates(self) -> int:
+        """Updates of the warm-up (the first ones of :meth:`collections`)."""
+        return -(-self.warmup // self.learner_config().rounds_per_update)
 
     def _check_budget(self, learner_config) -> None:
         if self.algo != "ppo":
@@ -245,6 +329,10 @@ class TrainConfig:
             "eval_envs": (f"evaluation on {self.eval_envs} games x {s} seeds",
                           min(s * self.eval_envs, 1 << 17) * n * BYTES_PER_GAME_SLOT),
         }
+        if self.warmup:  # every learner alone in its own games
+            parts["warmup"] = (f"a warm-up of {s * f * b} games of {n} agents",
+                               s * f * b * n * BYTES_PER_GAME_SLOT
+                               + t * s * f * b * (n * _ROLLOUT_BYTES + _UPDATE_BYTES))
         if self.algo == "rg":
             h = learner_config.horizon
             parts["horizon"] = (f"RG's model unroll of {h} rounds over {s * b} games",
@@ -272,7 +360,14 @@ class TrainConfig:
                 "eval_rounds": self.resolved_eval_rounds(), "eval_burn_in": self.eval_burn_in,
                 "eval_budgets": list(self.eval_budgets),
                 "algo_config": dataclasses.asdict(learner), "init_policy": self.init_policy,
-                "device": self.device}
+                "device": self.device, **self.warmup_identity()}
+
+    def warmup_identity(self) -> dict:
+        """The warm-up as part of the run's identity (nothing without one, so that runs
+        without a warm-up keep their identity): its rounds and its opponent's tables."""
+        if not self.warmup:
+            return {}
+        return {"warmup": self.warmup, "warmup_strategy": self._warmup_opponent.to_spec()}
 
     def resolved_eval_rounds(self) -> int:
         return self._scenario.max_rounds if self.eval_rounds is None else self.eval_rounds
@@ -335,14 +430,76 @@ class _Interrupt:
             self.previous = None
 
 
+def warmup_seed(seed: int, learner: int) -> int:
+    """The seed of a warm-up: learner ``learner`` (its index among the focal slots) of run seed
+    ``seed`` warms up exactly as a single-learner run of the warm-up game
+    (:func:`warmup_config`) with this seed would train (given the same initial policy)."""
+    return int(np.random.SeedSequence(seed, spawn_key=(2, learner)).generate_state(1)[0])
+
+
+def _games(env_config: EnvConfig, seeds, num_envs: int):
+    """``num_envs`` games per seed (reset) and one decision generator per seed; each seed has
+    two streams of its own, for its games and for its learners' decisions."""
+    streams = [np.random.SeedSequence(s).spawn(2) for s in seeds]
+    game = VectorGame(env_config, len(seeds) * num_envs,
+                      seed=[np.random.default_rng(g) for g, _ in streams])
+    game.reset()
+    return game, [np.random.default_rng(r) for _, r in streams]
+
+
+class _WarmUp:
+    """The warm-up stage of a run: the S x F learners of S seeds and F learner slots as S x F
+    rows of one learner (batch shape (S F, 1)) in the warm-up game (:func:`warmup_config`),
+    row ``s F + j`` being learner j of seed s. Row (s, j) starts from learner j's initial policy
+    in seed s and is seeded with :func:`warmup_seed` (s, j): its games, decisions and internal
+    randomness (e.g. PPO's minibatches) depend on seed s and its learner index alone.
+    """
+
+    def __init__(self, config: TrainConfig, learner_cls, learner_config, joint_policy):
+        env_config = config.scenario_data.env_config
+        num_focal = int(env_config.focal_slots.size)
+        self.env_config = warmup_config(env_config, config.warmup_opponent)
+        self.row_seeds = [s for s in config.seeds for _ in range(num_focal)]  # row -> run seed
+        seeds = [warmup_seed(s, j) for s in config.seeds for j in range(num_focal)]
+        self.rows = len(seeds)
+        self.game, self.rngs = _games(self.env_config, seeds, config.num_envs)
+        self.learner = learner_cls(learner_config, self.env_config, (self.rows, 1), seed=seeds,
+                                   device=config.device)
+        _load_policy(self.learner.policy, joint_policy)
+
+    def finish(self, joint_learner) -> None:
+        """Start the joint learners from the warmed-up policies."""
+        _load_policy(joint_learner.policy, self.learner.policy)
+
+    def state_dict(self) -> dict:
+        return {"learner": self.learner.state_dict(), "game": self.game.state_dict(),
+                "rngs": [r.bit_generator.state for r in self.rngs]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.game.load_state_dict(state["game"])
+        for rng, rng_state in zip(self.rngs, state["rngs"], strict=True):
+            rng.bit_generator.state = rng_state
+
+
+@torch.no_grad()
+def _load_policy(target, source) -> None:
+    """Copy a policy's parameters into another of batch shape (S, F) <-> (S F, 1), row
+    ``s F + j`` <-> element (s, j) (tensors shared by all learners are copied as they are)."""
+    shapes = {name: value.shape for name, value in target.state_dict().items()}
+    target.load_state_dict({name: value.reshape(shapes[name])
+                            for name, value in source.state_dict().items()})
+
+
 def _check_finite(learner, logs: dict, per_seed: np.ndarray, seeds, update: int, algo: str):
-    """Refuse to continue (and to checkpoint) a learner whose numbers are no longer finite."""
+    """Refuse to continue (and to checkpoint) a learner whose numbers are no longer finite.
+    ``seeds``: the run seed of each row of the learner's policy."""
     bad = [name for name, v in logs.items() if not math.isfinite(v)]
     if not np.isfinite(per_seed).all():
         bad.append("train_reward_per_round")
     action, signal_ = learner.policy.tables()
     rows = ~(torch.isfinite(action).flatten(1).all(1) & torch.isfinite(signal_).flatten(1).all(1))
-    bad_seeds = [seeds[k] for k in torch.nonzero(rows).flatten().tolist()]
+    bad_seeds = list(dict.fromkeys(seeds[k] for k in torch.nonzero(rows).flatten().tolist()))
     if bad or bad_seeds:
         where = ", ".join(bad + ([f"policy of seed(s) {bad_seeds}"] if bad_seeds else []))
         raise ValueError(f"training diverged at update {update}: {algo} produced non-finite "
@@ -380,16 +537,15 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         raise ValueError("resume needs the run folder (out)")
     try:
         # one independent stream per seed for its games and one for its decisions
-        streams = [np.random.SeedSequence(s).spawn(2) for s in config.seeds]
-        game = VectorGame(env_config, num_seeds * config.num_envs,
-                          seed=[np.random.default_rng(g) for g, _ in streams])
-        game.reset()
-        rngs = [np.random.default_rng(r) for _, r in streams]
+        game, rngs = _games(env_config, config.seeds, config.num_envs)
         learner = learner_cls(learner_config, env_config, (num_seeds, focal.size),
                               seed=config.seeds, device=config.device)
         if config.init_policy is not None:
             start_policy = parse_strategy(config.init_policy, field="init_policy")
             learner.policy.set_tables(start_policy.action, start_policy.assess)
+        warmup_updates = config.warmup_updates()
+        warm = _WarmUp(config, learner_cls, learner_config, learner.policy) \
+            if warmup_updates else None
         first_update, elapsed_before, rows = 0, 0.0, []
         snapshots: dict[int, dict] = {}  # rounds -> policy tables and wall seconds at that budget
         checkpoint = out / "checkpoint.pt" if out is not None and config.save_checkpoint \
@@ -407,6 +563,12 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
             for rng, rng_state in zip(rngs, state["rngs"], strict=True):
                 rng.bit_generator.state = rng_state
             first_update, elapsed_before = state["update"], state["wall_seconds"]
+            if first_update < warmup_updates:
+                if not isinstance(state.get("warmup"), dict):
+                    raise ValueError(f"checkpoint {checkpoint} lacks the warm-up's state")
+                warm.load_state_dict(state["warmup"])
+            else:
+                warm = None
             rows = state["progress"]
             snapshots = {int(s["rounds"]): s for s in state["snapshots"]}
         log = _Progress(out, rows, sum(collections[:first_update]) if resume else None,
@@ -421,7 +583,8 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                     "update": update, "learner": learner.state_dict(),
                     "game": game.state_dict(), "rngs": [r.bit_generator.state for r in rngs],
                     "progress": log.rows, "snapshots": list(snapshots.values()),
-                    "wall_seconds": elapsed_before + time.perf_counter() - start_time})
+                    "wall_seconds": elapsed_before + time.perf_counter() - start_time,
+                    **({} if warm is None else {"warmup": warm.state_dict()})})
             log.write()
 
         every = config.checkpoint_every
@@ -434,14 +597,27 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                    desc=f"{config.algo} {scenario.id}", disable=not progress, unit="update")
         try:
             for update in bar:
-                rollout = collect(game, learner.policy, collections[update], rngs, num_seeds)
-                logs = {k: float(v) for k, v in learner.update(rollout).items()}
-                per_seed = rollout.rewards.mean(dim=(0, 2, 3)).cpu().numpy()  # (S,)
-                _check_finite(learner, logs, per_seed, config.seeds, update + 1, config.algo)
+                if update < warmup_updates:  # each learner alone in the warm-up game
+                    active, row_seeds = warm.learner, warm.row_seeds
+                    rollout = collect(warm.game, active.policy, collections[update], warm.rngs,
+                                      warm.rows)
+                else:
+                    active, row_seeds = learner, config.seeds
+                    rollout = collect(game, active.policy, collections[update], rngs, num_seeds)
+                logs = {k: float(v) for k, v in active.update(rollout).items()}
+                # mean over each seed's learners and games: (S,)
+                per_seed = rollout.rewards.mean(dim=(0, 2, 3)).reshape(num_seeds, -1) \
+                    .mean(dim=1).cpu().numpy()
+                _check_finite(active, logs, per_seed, row_seeds, update + 1, config.algo)
                 rounds_done = sum(collections[:update + 1])
-                log.log([{"update": update + 1, "rounds": rounds_done, "seed": s,
+                stage = {} if not warmup_updates else \
+                    {"stage": "warmup" if update < warmup_updates else "together"}
+                log.log([{"update": update + 1, "rounds": rounds_done, "seed": s, **stage,
                           "train_reward_per_round": float(r), **logs}
                          for s, r in zip(config.seeds, per_seed, strict=True)])
+                if update + 1 == warmup_updates:  # the warm-up is over: all train together
+                    warm.finish(learner)
+                    warm = None
                 bar.set_postfix(reward=f"{per_seed.mean():.3f}")
                 if rounds_done in config.eval_budgets:
                     action, signal_ = learner.policy.tables()
@@ -478,6 +654,9 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                      # not, which makes a seed's numbers independent of the other seeds, bit for bit
                      cpu_capability=torch.backends.cpu.get_cpu_capability(),
                      run_identity=None if folder is None else folder.identity,
+                     **({"warmup": {"rounds": config.warmup, "updates": warmup_updates,
+                                    "strategy": config.warmup_opponent.to_spec()}}
+                        if warmup_updates else {}),
                      config={"train": config.to_dict(),
                              "algo": dataclasses.asdict(learner_config),
                              "scenario": scenario.to_dict()})

@@ -45,6 +45,11 @@ def test_every_cell_and_output_is_produced(quick):
         assert ref["burn_in"] >= 0 and "episode_payoff" in ref
     tuning = json.loads((out / "tuning.json").read_text())
     assert set(tuning["selected"]) == set(cfg.algos)
+    # stage 5: the institutions study, in its own run folder, with its own block of the page
+    study = json.loads((out / "institutions" / "results.json").read_text())
+    assert len(study["records"]) == len(cfg.institutions.institutions) * 3 * 3
+    assert study["command"] == "reciprocity benchmark --quick --out results"
+    assert "<!-- institutions:start -->" in (out.parent / "results.md").read_text()
 
 
 def test_records_hold_every_seed_and_respect_ranges(quick):

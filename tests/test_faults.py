@@ -33,14 +33,20 @@ from reciprocity.train import TrainConfig, train
 
 torch.set_num_threads(1)
 
-#: Tiny runs with a checkpoint after every update, so that kills land in checkpoint writes too.
+#: Tiny runs with a checkpoint after every update, so that kills land in checkpoint writes too;
+#: the last one spends most of its training time in a warm-up (60 of 80 updates) and the rest
+#: together and evaluating, so that kills land on both sides of it.
 RUNS = {
-    "rg": ["--rounds", "60", "--set", "rounds_per_update=5", "--set", "horizon=20"],
-    "ppo": ["--rounds", "240", "--set", "rounds_per_update=10"],
-    "reinforce": ["--rounds", "300", "--set", "rounds_per_update=10"],
+    "rg": ["--algo", "rg", "--scenario", "L6-v0", "--rounds", "60", "--set",
+           "rounds_per_update=5", "--set", "horizon=20"],
+    "ppo": ["--algo", "ppo", "--scenario", "L6-v0", "--rounds", "240", "--set",
+            "rounds_per_update=10"],
+    "reinforce": ["--algo", "reinforce", "--scenario", "L6-v0", "--rounds", "300", "--set",
+                  "rounds_per_update=10"],
+    "rg-warmup": ["--algo", "rg", "--scenario", "many-learners-audit-v0", "--rounds", "400",
+                  "--warmup", "300", "--set", "rounds_per_update=5", "--set", "horizon=25"],
 }
-COMMON = ["--scenario", "L6-v0", "--num-envs", "4", "--eval-envs", "8", "--checkpoint-every", "1",
-          "--quiet"]
+COMMON = ["--num-envs", "4", "--eval-envs", "8", "--checkpoint-every", "1", "--quiet"]
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -55,8 +61,8 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, s
     return process.returncode, out, err
 
 
-def train_args(algo: str, out: Path) -> list[str]:
-    return ["train", "--algo", algo, *RUNS[algo], *COMMON, "--out", str(out)]
+def train_args(run: str, out: Path) -> list[str]:
+    return ["train", *RUNS[run], *COMMON, "--out", str(out)]
 
 
 def outcome(folder: Path) -> tuple[dict, list[dict]]:
@@ -71,15 +77,15 @@ def outcome(folder: Path) -> tuple[dict, list[dict]]:
 _REFERENCES: dict[str, tuple] = {}
 
 
-def uninterrupted(algo: str, root: Path) -> tuple[tuple, float]:
-    """The uninterrupted run of ``algo`` (computed once per session) and its wall time."""
-    if algo not in _REFERENCES:
-        folder = root / f"reference-{algo}"
+def uninterrupted(run: str, root: Path) -> tuple[tuple, float]:
+    """The uninterrupted run of ``run`` (computed once per session) and its wall time."""
+    if run not in _REFERENCES:
+        folder = root / f"reference-{run}"
         start = time.perf_counter()
-        code, _, err = finish(cli(*train_args(algo, folder)))
+        code, _, err = finish(cli(*train_args(run, folder)))
         assert code == 0, err
-        _REFERENCES[algo] = (outcome(folder), time.perf_counter() - start)
-    return _REFERENCES[algo]
+        _REFERENCES[run] = (outcome(folder), time.perf_counter() - start)
+    return _REFERENCES[run]
 
 
 def check_readable(folder: Path) -> None:
@@ -95,13 +101,14 @@ def check_readable(folder: Path) -> None:
         load_checkpoint(folder / "checkpoint.pt")
 
 
-def kill_and_resume(algo: str, root: Path, kills: int) -> None:
-    expected, seconds = uninterrupted(algo, root)
-    delays = random.Random(f"kill-9 {algo}")
-    resumed = 0
+def kill_and_resume(run: str, root: Path, kills: int) -> list[int]:
+    """Returns the update each resumed run continued from."""
+    expected, seconds = uninterrupted(run, root)
+    delays = random.Random(f"kill-9 {run}")
+    resumed = []
     for k in range(kills):
-        folder = root / f"{algo}-{k}"
-        process = cli(*train_args(algo, folder))
+        folder = root / f"{run}-{k}"
+        process = cli(*train_args(run, folder))
         time.sleep(delays.uniform(0.2, 1.05) * seconds)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
@@ -109,19 +116,22 @@ def kill_and_resume(algo: str, root: Path, kills: int) -> None:
             check_readable(folder)
         # continue: from the checkpoint, or again from the start if the kill came before it
         if (folder / "checkpoint.pt").exists():
-            resumed += 1
+            resumed.append(load_checkpoint(folder / "checkpoint.pt")["update"])
             code, _, err = finish(cli("train", "--resume", str(folder), "--quiet"))
         else:
-            code, _, err = finish(cli(*train_args(algo, folder), "--overwrite"))
+            code, _, err = finish(cli(*train_args(run, folder), "--overwrite"))
         assert code == 0, (k, err)
-        assert outcome(folder) == expected, (algo, k)
-    assert resumed >= kills // 2  # most kills landed while training, after a checkpoint
+        assert outcome(folder) == expected, (run, k)
+    assert len(resumed) >= kills // 2  # most kills landed while training, after a checkpoint
+    return resumed
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["rg", "ppo", "reinforce"])
-def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path_factory, algo):
-    kill_and_resume(algo, tmp_path_factory.mktemp("kill9"), kills=10)
+@pytest.mark.parametrize("run", list(RUNS))
+def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path_factory, run):
+    resumed = kill_and_resume(run, tmp_path_factory.mktemp("kill9"), kills=10)
+    if run == "rg-warmup":  # kills landed during the warm-up (60 updates) and after it
+        assert min(resumed) < 60 <= max(resumed), resumed
 
 
 def test_ctrl_c_checkpoints_and_stops_with_one_line(tmp_path_factory):

@@ -318,21 +318,24 @@ SEED_INDEPENDENCE = textwrap.dedent("""
             "initial_reputation": 0.7}
     scenario = Scenario.from_dict(data)
     out = {}
-    for algo in ("rg", "ppo", "reinforce"):
+    for algo, warmup in [(a, w) for a in ("rg", "ppo", "reinforce") for w in (0, 20)]:
         kw = dict(algo=algo, rounds=60, num_envs=3, eval_envs=4, tensorboard=False,
-                  save_checkpoint=False, algo_config={"rounds_per_update": 20})
+                  save_checkpoint=False, algo_config={"rounds_per_update": 20},
+                  warmup=warmup)
         alone = train(TrainConfig(scenario, seeds=(7,), **kw), progress=False)[0]
         inside = train(TrainConfig(scenario, seeds=(2, 7, 11), **kw), progress=False)[1]
         keys = ("per_interaction_payoff", "per_agent_payoff", "policies")
-        out[algo] = [{k: m[k] for k in keys} for m in (alone, inside)]
+        out[algo + ("+warmup" if warmup else "")] = [{k: m[k] for k in keys}
+                                                     for m in (alone, inside)]
     out["capability"] = torch.backends.cpu.get_cpu_capability()
     json.dump(out, sys.stdout)
 """)
 
 
 def test_a_seed_gives_the_same_numbers_alone_and_among_other_seeds():
-    """Bit for bit, for every algorithm, with seven learners per seed, as run by the
-    ``reciprocity`` command (torch's portable CPU kernels: see docs/reliability.md)."""
+    """Bit for bit, for every algorithm, with seven learners per seed, with and without a
+    warm-up, as run by the ``reciprocity`` command (torch's portable CPU kernels: see
+    docs/reliability.md)."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     done = subprocess.run([sys.executable, "-c", SEED_INDEPENDENCE], env=env, text=True,
                           capture_output=True, timeout=600, check=True)
@@ -342,6 +345,7 @@ def test_a_seed_gives_the_same_numbers_alone_and_among_other_seeds():
         assert alone == inside, algo
     # control: the learners learned something seed-specific, so equality is not trivial
     assert out["ppo"][0]["policies"] != out["reinforce"][0]["policies"]
+    assert out["rg+warmup"][0]["policies"] != out["rg"][0]["policies"]
 
 
 @pytest.mark.parametrize("algo", ["rg", "ppo", "reinforce"])

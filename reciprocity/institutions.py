@@ -1,0 +1,429 @@
+"""The institutions study (spec §7): which public rules, and which start, let learners sustain
+cooperation among themselves? A stage of ``reciprocity benchmark``.
+
+    reciprocity benchmark --out docs/results                            # the whole results page
+    reciprocity benchmark --out docs/results --stages institutions      # this section alone
+    reciprocity benchmark --quick --stages institutions --out build/q   # the same code, tiny
+
+**Cells.** ``many-learners`` (7 learners + 3 unconditional defectors assessing by stern judging,
+b = 3, c = 0.75) under five institutions — plain signalling, a signal audit by stern judging with
+v = 0.1, 0.3 (``many-learners-audit-v0``) or 1.0, and a majority of k = 3 observers
+(``many-learners-majority-v0``) — times three starts — from scratch (uniform 0.5), a warm-up
+(each learner first trains alone among ideal discriminators, :mod:`reciprocity.train`) and the
+ideal start (every learner starts as the ideal discriminator, ``--init disc+L6``) — times RG,
+PPO and REINFORCE; plus the larger variant (``many-learners-audit-large-v0``: 35 learners and
+15 defectors, v = 0.3) for RG. The audits with v = 0.1 and 1.0 are ``many-learners-audit-v0``
+with ``signal_audit`` overridden (``many-learners-audit-0.1-v0``, ``...-1.0-v0``: not in the
+catalogue, so that the sample-efficiency benchmark keeps its scenarios). Every cell is one
+training run of all seeds with the same interaction budget (``rounds`` per learner, the warm-up
+included) and each algorithm's default hyper-parameters, or those the benchmark's tuning selected
+at that budget when a tuning outcome is given. Defaults: 5 seeds x 16 games, 1000 rounds with a
+warm-up of 400; the larger variant after a warm-up and from the ideal start, 200 rounds with a
+warm-up of 100, 8 games (RG's model of 35 learners among 50 agents is the costly part). The
+whole stage took 26 minutes on 2 cores shared with other jobs (42 minutes of training summed
+over the runs, 35 of them RG's).
+
+**Measures.** Each learner is evaluated by the long-run protocol of
+:mod:`reciprocity.evaluation` on the games of the reference's confirmation stage; the reference
+is the ideal-discriminator population *under the same institution*. A record
+(:func:`reciprocity.records.build_record`, one per cell) adds: ``worst_seed_performance`` (the
+smallest per-seed payoff as a fraction of the reference), and ``honesty``: how often a learner's
+signal agrees with the norm's verdict (the norm the ideal discriminator assesses by: the audit
+norm, else the background's) — the probability P(signal = verdict) averaged over the signal
+contexts with the weights the ideal discriminators meet them with, per learner, then the mean
+over a seed's learners (1 = the norm's signals exactly, 0 = the opposite in every context met).
+
+Outputs in the stage's run folder (``<benchmark out>/institutions``): ``results.json``
+(``records``, ``config``, ``wall_seconds``), ``references/<scenario>.json``,
+``runs/<institution>/<start>/<algo>/`` (per-seed metrics, ``progress.csv``) and
+``institutions.png``; the generated block of the results page (between
+``<!-- institutions:start -->`` and ``<!-- institutions:end -->``) is refreshed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .envs.scenarios import Scenario, get_scenario
+from .records import build_record
+from .runfolder import open_run, save_figure, write_block, write_json
+from .stats import format_interval, interval
+
+__all__ = ["INSTITUTIONS", "QUICK", "SECTION_END", "SECTION_START", "STARTS",
+           "InstitutionsConfig", "honesty", "institution_scenario", "run_institutions",
+           "section"]
+
+ALGOS = ("rg", "ppo", "reinforce")
+SECTION_START, SECTION_END = "<!-- institutions:start -->", "<!-- institutions:end -->"
+
+#: institution -> (label, catalogue scenario, overrides of its keywords)
+INSTITUTIONS = {
+    "plain": ("plain", "many-learners-v0", {}),
+    "audit-0.1": ("audit v = 0.1", "many-learners-audit-v0", {"signal_audit": 0.1}),
+    "audit-0.3": ("audit v = 0.3", "many-learners-audit-v0", {}),
+    "audit-1.0": ("audit v = 1.0", "many-learners-audit-v0", {"signal_audit": 1.0}),
+    "majority-3": ("majority k = 3", "many-learners-majority-v0", {}),
+    "audit-0.3-large": ("audit v = 0.3, N = 50", "many-learners-audit-large-v0", {}),
+}
+#: start -> label
+STARTS = {"scratch": "from scratch", "warmup": "warm-up", "ideal": "ideal start"}
+
+
+@dataclass
+class InstitutionsConfig:
+    """What the stage runs (defaults: the results page)."""
+
+    institutions: tuple[str, ...] = ("plain", "audit-0.1", "audit-0.3", "audit-1.0",
+                                     "majority-3")
+    starts: tuple[str, ...] = tuple(STARTS)
+    algos: tuple[str, ...] = ALGOS
+    seeds: int = 5  # seeds 0 .. seeds - 1 in every cell
+    rounds: int = 1000  # rounds each learner plays in each of its games, warm-up included
+    warmup: int = 400  # rounds of the warm-up
+    num_envs: int = 16  # games per seed
+    eval_envs: int = 256  # evaluation games per learner (= the reference's confirmation games)
+    # the larger variant: (institution, starts, algorithms, rounds, warm-up, games per seed)
+    large: str | None = "audit-0.3-large"
+    large_starts: tuple[str, ...] = ("warmup", "ideal")
+    large_algos: tuple[str, ...] = ("rg",)
+    large_rounds: int = 200
+    large_warmup: int = 100
+    large_num_envs: int = 8
+    workers: int = 2
+
+    def __post_init__(self):
+        from .agents.checks import check_int
+
+        for name in ("institutions", "starts", "algos", "large_starts", "large_algos"):
+            setattr(self, name, tuple(getattr(self, name)))
+        for name, known in (("institutions", INSTITUTIONS), ("starts", STARTS),
+                            ("algos", ALGOS), ("large_starts", STARTS),
+                            ("large_algos", ALGOS)):
+            unknown = [v for v in getattr(self, name) if v not in known]
+            if unknown:
+                raise ValueError(f"institutions.{name}: unknown {unknown}; known: {list(known)}")
+        if self.large is not None and self.large not in INSTITUTIONS:
+            raise ValueError(f"institutions.large: unknown {self.large!r}; known: "
+                             f"{list(INSTITUTIONS)}")
+        for name in ("seeds", "rounds", "num_envs", "large_rounds", "large_num_envs",
+                     "workers"):
+            setattr(self, name, check_int(f"institutions.{name}", getattr(self, name),
+                                          minimum=1))
+        self.eval_envs = check_int("institutions.eval_envs", self.eval_envs, minimum=2)
+        for name, total in (("warmup", "rounds"), ("large_warmup", "large_rounds")):
+            value = check_int(f"institutions.{name}", getattr(self, name), minimum=1)
+            if value >= getattr(self, total):
+                raise ValueError(f"institutions.{name} must be below {total} "
+                                 f"({getattr(self, total)}), got {value}")
+            setattr(self, name, value)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+#: Seconds on 2 cores, for CI and ``--quick``: two institutions, every start and algorithm, tiny
+#: budgets; not the larger variant (its burn-in alone takes half a minute; the tests run the
+#: same code path on a small scenario).
+QUICK = dict(institutions=("plain", "audit-0.3"), seeds=2, rounds=20, warmup=10, num_envs=4,
+             eval_envs=16, large=None)
+
+
+def institution_scenario(institution: str) -> Scenario:
+    """The scenario of an institution (a catalogue scenario, or one with its audit overridden:
+    id ``many-learners-audit-<v>-v0``)."""
+    _, base, overrides = INSTITUTIONS[institution]
+    scenario = get_scenario(base)
+    if not overrides:
+        return scenario
+    v = overrides["signal_audit"]
+    data = {**scenario.to_dict(), **overrides, "id": f"many-learners-audit-{v:.1f}-v0",
+            "description": f"{base} with the audit probability v = {v:g} instead of "
+                           f"{scenario.signal_audit:g}."}
+    return Scenario.from_dict(data, source=f"institution {institution!r}")
+
+
+def ideal_start(scenario: Scenario) -> str | dict:
+    """The ideal discriminator of a scenario as a strategy spec (``disc+<norm>``)."""
+    from .evaluation import ideal_norm
+
+    norm = ideal_norm(scenario.env_config)
+    return f"disc+{norm}" if isinstance(norm, str) else {"action": "disc", "assess": norm}
+
+
+def honesty(policy: dict, ref: dict) -> float:
+    """P(signal = the norm's verdict) of one learner's signal head (metrics schema), averaged
+    over the signal contexts with the weights the reference's ideal discriminators meet them
+    with; the verdicts are the reference policy's signal head (the norm it assesses by)."""
+    weights, verdicts = ref["visit_share"]["signal"], ref["policy"]["signal"]
+    agree = [p if verdicts[k] >= 0.5 else 1.0 - p for k, p in policy["signal"].items()]
+    return float(np.dot([weights[k] for k in policy["signal"]], agree)
+                 / sum(weights[k] for k in policy["signal"]))
+
+
+@dataclass
+class _Cell:
+    institution: str
+    start: str
+    algo: str
+    scenario: Scenario
+    config: object  # TrainConfig
+    run_dir: Path
+    params: dict
+
+
+def _cells(cfg: InstitutionsConfig, out: Path, tuning: dict | None) -> list[_Cell]:
+    from .train import TrainConfig
+    from .tuning import selected_params
+
+    grid = [(i, s, a, cfg.rounds, cfg.warmup, cfg.num_envs)
+            for i, s, a in itertools.product(cfg.institutions, cfg.starts, cfg.algos)]
+    if cfg.large is not None:
+        grid += [(cfg.large, s, a, cfg.large_rounds, cfg.large_warmup, cfg.large_num_envs)
+                 for s, a in itertools.product(cfg.large_starts, cfg.large_algos)]
+    scenarios = {i: institution_scenario(i) for i in dict.fromkeys(g[0] for g in grid)}
+    cells = []
+    for institution, start, algo, rounds, warmup, num_envs in grid:
+        scenario = scenarios[institution]
+        try:
+            params = selected_params(tuning, algo, "tabular", rounds)
+        except ValueError:  # not tuned at this budget: the defaults
+            params = {}
+        config = TrainConfig(
+            scenario, algo=algo, seeds=tuple(range(cfg.seeds)), rounds=rounds,
+            num_envs=num_envs, eval_envs=cfg.eval_envs, algo_config=params,
+            warmup=warmup if start == "warmup" else 0,
+            init_policy=ideal_start(scenario) if start == "ideal" else None,
+            checkpoint_every=0, save_checkpoint=False, tensorboard=False)
+        cells.append(_Cell(institution, start, algo, scenario, config,
+                            out / "runs" / institution / start / algo, params))
+    return cells
+
+
+def _cost(cell: _Cell) -> float:
+    """Rough relative cost of a cell, to start the long ones first: RG's model unroll grows with
+    learners x agents x games; the baselines are cheap."""
+    env = cell.scenario.env_config
+    size = env.focal_slots.size * env.num_agents * cell.config.num_envs / 1120
+    return cell.config.rounds * size * (1.0 if cell.algo == "rg" else 0.05)
+
+
+def _references(cells: list[_Cell], cfg: InstitutionsConfig, refs: dict, workers: int,
+                progress: bool) -> dict:
+    """The reference of every scenario (reused from ``refs`` when it was computed on the same
+    game with the same confirmation games)."""
+    from tqdm.auto import tqdm
+
+    from .sweep import _reference_job, _run_local
+
+    scenarios = {c.scenario.id: c.scenario for c in cells}
+    out, missing = {}, []
+    for sid, scenario in scenarios.items():
+        ref = refs.get(sid)
+        if ref is not None and ref["scenario_hash"] == scenario.content_hash() \
+                and ref["protocol"]["num_envs"] == cfg.eval_envs:
+            out[sid] = ref
+        else:
+            missing.append(scenario)
+    bar = tqdm(total=len(missing), desc="institution references", disable=not progress,
+               unit="job")
+    for ref in _run_local([(_reference_job, s, 1, cfg.eval_envs, None) for s in missing],
+                          workers, bar):
+        out[ref["scenario"]] = ref
+    bar.close()
+    return out
+
+
+def run_institutions(cfg: InstitutionsConfig, out: str | Path, *, refs: dict | None = None,
+                     tuning: dict | None = None, doc: str | Path | None = None,
+                     progress: bool = True, command: str | None = None,
+                     overwrite: bool = False) -> dict:
+    """Run the stage into the run folder ``out`` and refresh the block of ``doc``; returns
+    ``results.json``'s content.
+
+    Args:
+        refs: references already computed (by scenario id), reused where they fit.
+        tuning: a tuning outcome; each algorithm then runs with the configuration selected at
+            ``cfg.rounds`` (and ``cfg.large_rounds``) where there is one, else its defaults.
+        doc: the Markdown page whose generated block is refreshed (e.g. docs/results.md).
+        command: the command quoted in the block.
+        overwrite: replace a folder that holds another run.
+    """
+    from tqdm.auto import tqdm
+
+    from .sweep import _run_local
+    from .tuning import train_job
+
+    out = Path(out)
+    identity = {"institutions": cfg.to_dict(),
+                "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
+                                                                           "candidates")}}
+    with open_run(out, "institutions", identity, overwrite=overwrite) as folder:
+        start = time.perf_counter()
+        cells = _cells(cfg, out, tuning)
+        references = _references(cells, cfg, dict(refs or {}), cfg.workers, progress)
+        (out / "references").mkdir(exist_ok=True)
+        for ref in references.values():
+            write_json(out / "references" / f"{ref['scenario']}.json", ref)
+        for cell in cells:  # paired with the reference's games, burn-in and window
+            ref = references[cell.scenario.id]
+            cell.config = dataclasses.replace(cell.config, eval_rounds=ref["rounds"],
+                                              eval_burn_in=ref["burn_in"])
+        order = sorted(range(len(cells)), key=lambda k: -_cost(cells[k]))
+        bar = tqdm(total=len(cells), desc="institution runs", disable=not progress,
+                   unit="run")
+        metrics = dict(zip(order, _run_local(
+            [(train_job, cells[k].config, str(cells[k].run_dir)) for k in order],
+            cfg.workers, bar), strict=True))
+        bar.close()
+        records = [_record(cell, metrics[k], references[cell.scenario.id])
+                   for k, cell in enumerate(cells)]
+        results = {"config": cfg.to_dict(), "records": records,
+                   "tuning": "defaults" if tuning is None else "tuned (tuning.json)",
+                   "wall_seconds": time.perf_counter() - start, "cpu_count": os.cpu_count(),
+                   "command": command or f"reciprocity benchmark --out {out.parent.as_posix()} "
+                                         "--stages institutions --overwrite"}
+        write_json(out / "results.json", results)
+        plot_institutions(out / "institutions.png", records)
+        if doc is not None:
+            figure = os.path.relpath((out / "institutions.png").resolve(),
+                                     Path(doc).resolve().parent)
+            write_block(doc, SECTION_START, SECTION_END,
+                        section(results, figure=Path(figure).as_posix()))
+        folder.complete()
+    return results
+
+
+def _record(cell: _Cell, metrics: list[dict], ref: dict) -> dict:
+    record = build_record(cell.scenario.id, cell.algo, metrics, ref, cell.params,
+                          run_dir=cell.run_dir)
+    honest = [float(np.mean([honesty(p, ref) for p in m["policies"].values()]))
+              for m in metrics]
+    for s, h in zip(record["per_seed"], honest, strict=True):
+        s["honesty"] = h
+    performance = [s["reference_performance"] for s in record["per_seed"]]
+    record.update(institution=cell.institution, start=cell.start,
+                  init_policy=cell.config.init_policy, warmup=cell.config.warmup,
+                  honesty=interval(honest, bounded=True),
+                  worst_seed_performance=float(min(performance)),
+                  run=f"runs/{cell.institution}/{cell.start}/{cell.algo}")
+    return record
+
+
+# -- the figure --------------------------------------------------------------------------------
+def plot_institutions(path: Path, records: list[dict]) -> Path:
+    """Top: long-run payoff as a fraction of the ideal-discriminator payoff under the same
+    institution; bottom: honesty of the learned signal heads. One column per start; in each
+    panel one group of bars per institution, one bar per algorithm (mean over seeds), one dot
+    per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .curves import ALGO_COLOURS
+
+    starts = list(dict.fromkeys(r["start"] for r in records))
+    institutions = list(dict.fromkeys(r["institution"] for r in records))
+    algos = list(dict.fromkeys(r["algo"] for r in records))
+    fig, axes = plt.subplots(2, len(starts), figsize=(4.6 * len(starts) + 0.8, 7.2),
+                             squeeze=False, sharey="row", layout="constrained")
+    width = 0.8 / len(algos)
+    for col, start in enumerate(starts):
+        for row, (key, label) in enumerate((
+                ("reference_performance", "payoff / ideal discriminators' payoff\n(same "
+                                          "institution; bar: mean, dots: seeds)"),
+                ("honesty", "honest signals: P(signal = the norm's verdict)\n(weighted as "
+                            "ideal discriminators meet the contexts)"))):
+            ax = axes[row][col]
+            for j, algo in enumerate(algos):
+                for i, institution in enumerate(institutions):
+                    r = next((r for r in records if (r["start"], r["institution"], r["algo"])
+                              == (start, institution, algo)), None)
+                    if r is None:
+                        continue
+                    x = i + (j - (len(algos) - 1) / 2) * width
+                    seeds = [s[key] for s in r["per_seed"]]
+                    ax.bar(x, np.mean(seeds), width * 0.9, color=ALGO_COLOURS.get(algo),
+                           alpha=0.55, label=algo if i == 0 else None)
+                    ax.plot([x] * len(seeds), seeds, "k.", ms=3)
+            ax.axhline(1.0, color="k", lw=0.8)
+            if row == 0:
+                ax.axhline(0.95, color="grey", lw=0.8, ls="--")
+                ax.set_title(STARTS[start], fontsize=10)
+            ax.set_xticks(range(len(institutions)),
+                          [INSTITUTIONS[i][0].replace(", ", ",\n") for i in institutions],
+                          rotation=30, ha="right", fontsize=7)
+            ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.08)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle("Learners among themselves (many-learners): which institution and start "
+                 "sustain cooperation? (grey dashed: 95%)", fontsize=10)
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- the section -------------------------------------------------------------------------------
+def section(results: dict, figure: str = "results/institutions/institutions.png") -> str:
+    """The generated block (without its markers): what was run, the table, the targets."""
+    from .benchmark import seed_words
+
+    cfg, records = results["config"], results["records"]
+    tuned = "each algorithm's default hyper-parameters" if results["tuning"] == "defaults" \
+        else "the hyper-parameters the tuning selected at that budget (defaults where none)"
+    lines = [
+        f"Generated by `{results['command']}` ({results['wall_seconds'] / 60:.1f} min on "
+        f"{results['cpu_count']} cores). `many-learners` (7 learners + 3 defectors) under "
+        f"each institution ({'; '.join(INSTITUTIONS[i][0] for i in cfg['institutions'])}; "
+        "audits by stern judging) from each start (from scratch: every probability 0.5; "
+        "warm-up: each learner first trains alone among ideal discriminators; ideal start: "
+        "every learner starts as the ideal discriminator, `--init disc+L6`, its probabilities "
+        f"clipped to 0.05 / 0.95), for {', '.join(cfg['algos'])}; "
+        f"{cfg['seeds']} seeds x {cfg['num_envs']} games, {cfg['rounds']} rounds per learner "
+        f"in each game (a warm-up's {cfg['warmup']} included), {tuned}."
+        + (f" The larger variant ({INSTITUTIONS[cfg['large']][0]}: 35 learners + 15 "
+           f"defectors): {', '.join(cfg['large_algos'])} "
+           f"({', '.join(STARTS[s] for s in cfg['large_starts'])}), {cfg['seeds']} seeds x "
+           f"{cfg['large_num_envs']} games, {cfg['large_rounds']} rounds (warm-up "
+           f"{cfg['large_warmup']})." if cfg["large"] else "")
+        + " Payoffs are long-run payoffs per round (mean ± 95% t over seeds); the reference is "
+          "a population of ideal discriminators under the same institution; fractions and "
+          "honesty: mean [95% bootstrap over seeds].",
+        "",
+        "| institution | start | algorithm | payoff / round | ideal discriminators | "
+        "fraction of it | worst seed | honest signals | action head | signal head |",
+        "|" + " --- |" * 10,
+    ]
+    for r in records:
+        lines.append(
+            f"| {INSTITUTIONS[r['institution']][0]} | {STARTS[r['start']]} | {r['algo']} | "
+            f"{format_interval(r['per_interaction_payoff'])} | {r['reference_payoff']:.3f} | "
+            f"{format_interval(r['reference_performance'])} | "
+            f"{r['worst_seed_performance']:.3f} | {format_interval(r['honesty'])} | "
+            f"{seed_words(r, 'action')} | {seed_words(r, 'signal')} |")
+    lines += ["", *_targets(records), "", f"![institutions]({figure})"]
+    return "\n".join(lines)
+
+
+def _targets(records: list[dict]) -> list[str]:
+    """The study's target, checked: RG with an audit and a warm-up at >= 95% of the ideal
+    discriminators' payoff on every seed."""
+    out = []
+    for r in records:
+        if r["algo"] == "rg" and r["start"] == "warmup" and r["institution"].startswith("audit"):
+            ok = r["worst_seed_performance"] >= 0.95
+            out.append(f"- Target (RG, {INSTITUTIONS[r['institution']][0]}, warm-up: >= 95% of "
+                       f"the ideal discriminators' payoff on every seed): worst seed "
+                       f"{r['worst_seed_performance']:.1%} of {r['reference_payoff']:.3f} — "
+                       f"{'met' if ok else 'not met'}.")
+    return out
