@@ -61,8 +61,8 @@ from .runfolder import open_run, save_figure, write_json, write_text
 from .stats import format_interval
 from .tuning import BUDGETS, POLICY_CLASSES, QUICK, TuningConfig, selected_params, train_job
 
-__all__ = ["ALGOS", "BenchmarkConfig", "build_record", "quick_config", "results_table",
-           "run_benchmark", "write_results_table"]
+__all__ = ["ALGOS", "CURVES_EXCLUDED", "BenchmarkConfig", "build_record", "curve_scenarios",
+           "quick_config", "results_table", "run_benchmark", "write_results_table"]
 
 ALGOS = ("rg", "ppo", "reinforce")
 TABLE_START = "<!-- results-table:start -->"
@@ -71,13 +71,22 @@ CONTEXT_LEGEND = ("Contexts, G = Good, B = Bad. Action head P(C): own reputation
                   "(GB: I am Good, my recipient is Bad). Signal head P(Good): observed donor's "
                   "reputation, its recipient's, its action C / D (GBD: a Good donor defected "
                   "against a Bad recipient).")
+# Left out of the curves by default: 35 learners among 50 agents cost about 175 times a
+# single-learner scenario per round (its 2000-round cells alone would take hours on 2 cores);
+# the institutions study runs it at its own, smaller budget.
+CURVES_EXCLUDED = ("many-learners-audit-large-v0",)
+
+
+def curve_scenarios() -> tuple[str, ...]:
+    """The default scenarios of the curves: the catalogue minus :data:`CURVES_EXCLUDED`."""
+    return tuple(s for s in scenarios() if s not in CURVES_EXCLUDED)
 
 
 @dataclass
 class BenchmarkConfig:
     """What to run."""
 
-    scenarios: tuple[str, ...] = field(default_factory=lambda: tuple(scenarios()))
+    scenarios: tuple[str, ...] = field(default_factory=curve_scenarios)  # see CURVES_EXCLUDED
     algos: tuple[str, ...] = ALGOS
     policies: tuple[str, ...] = POLICY_CLASSES  # policy classes
     budgets: tuple[int, ...] = BUDGETS  # rounds per game, identical for all algorithms

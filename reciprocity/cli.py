@@ -651,7 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every algorithm with its default hyper-parameters")
     p.add_argument("--tuning-doc", metavar="FILE",
                    help="Markdown file whose tuning table is refreshed, e.g. docs/agents.md")
-    p.add_argument("--scenarios", nargs="+", help="scenario ids (default: the catalogue)")
+    p.add_argument("--scenarios", nargs="+",
+                   help="scenario ids (default: the catalogue except many-learners-audit-large-v0, "
+                        "which the institutions study runs)")
     p.add_argument("--algos", nargs="+", choices=["rg", "ppo", "reinforce"],
                    help="algorithms (default: all three)")
     p.add_argument("--policies", nargs="+", choices=["tabular", "mlp"],

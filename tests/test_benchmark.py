@@ -158,3 +158,13 @@ def test_benchmark_command_errors_are_one_line(tmp_path, capsys):
     assert main(["benchmark", "--quick", "--out", str(tmp_path), "--tuning",
                  str(tmp_path / "missing.json")]) == 2
     assert "error: --tuning" in capsys.readouterr().err
+
+
+def test_default_curves_cover_the_catalogue_but_the_large_many_learner_variant():
+    from reciprocity.benchmark import CURVES_EXCLUDED, BenchmarkConfig
+    from reciprocity.envs.scenarios import scenarios
+
+    chosen = BenchmarkConfig().scenarios
+    assert set(chosen) | set(CURVES_EXCLUDED) == set(scenarios())
+    assert "many-learners-audit-large-v0" not in chosen
+    assert {"many-learners-v0", "many-learners-audit-v0", "L6-v0"} <= set(chosen)
