@@ -20,8 +20,7 @@ included) and each algorithm's default hyper-parameters, or those the benchmark'
 at that budget when a tuning outcome is given. Defaults: 5 seeds x 16 games, 1000 rounds with a
 warm-up of 400; the larger variant after a warm-up and from the ideal start, 200 rounds with a
 warm-up of 100, 8 games (RG's model of 35 learners among 50 agents is the costly part). The
-whole stage took 26 minutes on 2 cores shared with other jobs (42 minutes of training summed
-over the runs, 35 of them RG's).
+whole stage took 16 minutes on an otherwise idle 2-core machine (2026-11-30).
 
 **Measures.** Each learner is evaluated by the long-run protocol of
 :mod:`reciprocity.evaluation` on the games of the reference's confirmation stage; the reference
@@ -55,12 +54,12 @@ from .envs.scenarios import Scenario, get_scenario
 from .records import build_record
 from .runfolder import open_run, save_figure, write_block, write_json
 from .stats import format_interval, interval
+from .tuning import ALGOS
 
 __all__ = ["INSTITUTIONS", "QUICK", "SECTION_END", "SECTION_START", "STARTS",
            "InstitutionsConfig", "honesty", "institution_scenario", "run_institutions",
            "section"]
 
-ALGOS = ("rg", "ppo", "reinforce")
 SECTION_START, SECTION_END = "<!-- institutions:start -->", "<!-- institutions:end -->"
 
 #: institution -> (label, catalogue scenario, overrides of its keywords)
