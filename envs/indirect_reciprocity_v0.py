@@ -70,14 +70,27 @@ Flat, numeric, fixed shapes from `reset` on: `"phase"` (phase of the returned ob
 `audits`, `flags` (int8), each (N,) indexed by donor (`observers`, `signals` and `flags` are
 (k, N) with k > 1 observers per interaction), and -1 before the first round ends.
 `public_record()` returns the same record as a dict of arrays (`None` before the first round
-ends).
+ends). With `record_infos=False` the infos hold `"phase"` alone (still numeric and fixed-shape):
+pipelines that tensorise every info value each step (TorchRL) run faster, and the record stays
+available from `public_record()`.
+
+### Spaces and copies
+
+`observation_space(agent)` / `action_space(agent)` return the entries of the
+`observation_spaces` / `action_spaces` dicts (one object per agent, built once). A copy
+(`copy.deepcopy`, `pickle`) made after `reset` carries the game (reputations, the round under
+way, the random generator), so it continues exactly as the original would; a copy made before
+the first `reset` is a new environment of the same configuration (EzPickle), with its own
+entropy.
 
 ### Arguments
 
 `population`, `benefit`, `cost`, `execution_error`, `assessment_error`, `update_probability`,
 `max_rounds` or `max_cycles`, `initial_reputation` (`"good"`, `"bad"` or p0), `signal_audit`,
 `audit_norm`, `observers_per_interaction`, `observation` (`"local"` or `"full"`),
-`render_mode` (`"human"`, `"ansi"` or `"rgb_array"`). Catalogue scenarios:
+`record_infos` (default True; False: infos hold `"phase"` only), `render_mode` (`"human"`,
+`"ansi"` or `"rgb_array"`). `max_cycles`, `observation`, `record_infos` and `render_mode` are
+options of this shell, not rules of the game. Catalogue scenarios:
 `reciprocity.envs.make(scenario_id, **overrides)`.
 
 ### Version history
@@ -88,7 +101,7 @@ ends).
 
 from __future__ import annotations
 
-import functools
+import copy
 from collections import deque
 from typing import ClassVar
 
@@ -111,10 +124,11 @@ RENDER_HISTORY = 48  # rounds kept for rendering
 STATE_BLOCKS = ("phase", "progress", "reputation", "recipient", "recipient_reputation",
                 "action", "observer")
 RECORD_PREFIX = "record_"
+_EPISODE = "_episode_in_progress"  # marks a pickled state that carries a started game
 INDEX_FIELDS = ("recipients", "observers")  # int64 slot indices; the other fields are int8
 PANEL_FIELDS = ("observers", "signals", "flags")  # (k, N) with k > 1 observers per interaction
 #: Every constructor keyword: the configuration (:data:`DEFAULTS`) and the shell's own.
-CONSTRUCTOR_KEYWORDS = (*DEFAULTS, "max_cycles", "observation", "render_mode")
+CONSTRUCTOR_KEYWORDS = (*DEFAULTS, "max_cycles", "observation", "record_infos", "render_mode")
 METADATA = {
     "name": "indirect_reciprocity_v0",
     "render_modes": ["human", "ansi", "rgb_array"],
@@ -148,7 +162,8 @@ class GameShell:
     history. ``resolve`` takes the focal agents' decisions of the current phase.
     """
 
-    def __init__(self, observation="local", render_mode=None, max_cycles=None, **config):
+    def __init__(self, observation="local", render_mode=None, max_cycles=None,
+                 record_infos=True, **config):
         unknown = set(config) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown configuration field(s) {sorted(unknown)}; known: "
@@ -160,8 +175,11 @@ class GameShell:
         if render_mode is not None and render_mode not in METADATA["render_modes"]:
             raise ValueError(f"render_mode must be one of {METADATA['render_modes']} or "
                              f"None, got {render_mode!r}")
+        if not isinstance(record_infos, bool | np.bool_):
+            raise ValueError(f"record_infos must be True or False, got {record_infos!r}")
         self.observation_mode = observation
         self.render_mode = render_mode
+        self.record_infos = bool(record_infos)
         self.max_rounds = self.config.max_rounds
         self.phases = self.config.phases_per_round
         self.assess_phases = self.phases - 1  # k: one observed interaction per agent per phase
@@ -233,9 +251,28 @@ class GameShell:
     def truncated(self) -> bool:
         return self.game.round >= self.max_rounds
 
+    @property
+    def started(self) -> bool:
+        """True from the first ``reset`` on (the core has a round under way)."""
+        return self.game.noise is not None
+
+    def __setstate__(self, state: dict) -> None:
+        """A copied shell: the arrays handed to every agent stay read-only (pickle and deepcopy
+        return writeable copies)."""
+        self.__dict__.update(state)
+        shared = [getattr(self, "info", {}), self._no_record, getattr(self, "_record_info", {}),
+                  getattr(self, "last_record", None) or {}, *self.history]
+        for values in shared:
+            for value in values.values():
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
+
     def _refresh(self) -> None:
         """Observations and the info of the phase that has just begun."""
         self.observations = self._observe()
+        if not self.record_infos:  # the phase alone: what costs nothing to tensorise
+            self.info = {"phase": self.phase}
+            return
         rep = self.game.reputation[0].copy()
         rep.flags.writeable = False  # shared by all agents' infos
         self.info = {"phase": self.phase, "round": self.game.round, "reputation": rep,
@@ -327,19 +364,39 @@ class ShellBacked:
         self.agent_name_mapping = dict(zip(self.possible_agents, self.focal_slots.tolist(),
                                            strict=True))
         self.state_space = shell.state_space
+        # one space object per agent, built once, as PettingZoo's own environments do; some
+        # clients read these dicts instead of calling observation_space(agent)
+        self.observation_spaces = {a: copy.deepcopy(shell.observation_space)
+                                   for a in self.possible_agents}
+        self.action_spaces = {a: copy.deepcopy(shell.action_space) for a in self.possible_agents}
         self.agents = []
 
     @property
     def game(self) -> BatchedGame:
         return self.shell.game
 
-    @functools.cache  # noqa: B019 - spaces must be the same object per agent
     def observation_space(self, agent):
-        return self.shell.observation_space
+        return self.observation_spaces[agent]
 
-    @functools.cache  # noqa: B019
     def action_space(self, agent):
-        return self.shell.action_space
+        return self.action_spaces[agent]
+
+    # -- copies: copy.deepcopy and pickle -------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """Before the first ``reset`` a copy is a new environment of the same configuration
+        (EzPickle: vector-env libraries ship a fresh env to each worker by pickling it, and every
+        copy draws its own entropy). From ``reset`` on it carries the whole game: reputations,
+        the round's matching and noise, the pending phase, the random generator's state, so the
+        copy continues exactly as the original would."""
+        if not self.shell.started:
+            return EzPickle.__getstate__(self)
+        return {**self.__dict__, _EPISODE: True}
+
+    def __setstate__(self, state: dict) -> None:
+        if state.pop(_EPISODE, False):
+            self.__dict__.update(state)
+        else:
+            EzPickle.__setstate__(self, state)
 
     def state(self) -> np.ndarray:
         """The public state of the current phase, (2 + k + 5 N,) float32; see the module doc."""

@@ -579,6 +579,205 @@ def test_infos_are_flat_numeric_with_fixed_shapes(scenario, api):
 
 
 # ----------------------------------------------------------------------------------------------
+# Space dicts, the record-infos switch, copies
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", [make, make_parallel])
+@pytest.mark.parametrize("scenario", ["many-learners-v0", "discriminators-vs-defectors-v0"])
+def test_space_dicts_are_the_spaces_of_the_methods(scenario, api):
+    """PettingZoo's own environments (rps: ``self.observation_spaces = {...}``, and
+    ``observation_space(agent)`` returns its entry) define the dicts; clients such as skrl read
+    them. Through the wrappers of ``env()`` too."""
+    env = api(scenario)
+    assert list(env.observation_spaces) == list(env.action_spaces) == env.possible_agents
+    for agent in env.possible_agents:
+        assert env.observation_spaces[agent] is env.observation_space(agent)
+        assert env.action_spaces[agent] is env.action_space(agent)
+        assert env.observation_spaces[agent] == Box(0.0, 1.0, (5,), np.float32)
+        assert env.action_spaces[agent] == Discrete(2)
+    if len(env.possible_agents) > 1:  # one object per agent: seeding one leaves the others
+        first, second = env.possible_agents[:2]
+        assert env.action_spaces[first] is not env.action_spaces[second]
+    env.reset(seed=0)
+    assert env.observation_spaces[env.possible_agents[0]] is \
+        env.observation_space(env.possible_agents[0])
+
+
+def test_space_dicts_full_observation():
+    env = ir.parallel_env(population=MIXED, observation="full")
+    n = len(MIXED)
+    assert all(space == Box(0.0, 1.0, (5 + n + 3,), np.float32)
+               for space in env.observation_spaces.values())
+
+
+@pytest.mark.parametrize("scenario", ["many-learners-v0", "many-learners-majority-v0"])
+def test_record_infos_off_keeps_the_phase_only(scenario):
+    """``record_infos=False``: infos are ``{"phase": p}`` from reset on, on both APIs; the
+    trajectory and the public record are those of the default env."""
+    on = make_parallel(scenario, max_rounds=3)
+    off = make_parallel(scenario, max_rounds=3, record_infos=False)
+    _, infos = off.reset(seed=4)
+    assert all(info == {"phase": 0} for info in infos.values())
+    on.reset(seed=4)
+    rng = np.random.default_rng(0)
+    phases = []
+    while off.agents:
+        actions = {a: int(rng.integers(2)) for a in off.agents}
+        got, want = off.step(actions), on.step(actions)
+        for i in range(4):  # observations, rewards, terminations, truncations
+            assert data_equivalence(got[i], want[i])
+        infos, full = got[4], want[4]
+        assert set(infos) == set(full)
+        for agent, info in infos.items():
+            assert set(info) == {"phase"} and info["phase"] == full[agent]["phase"]
+        phases.append(next(iter(infos.values()))["phase"])
+        assert data_equivalence(off.public_record(), on.public_record())
+        np.testing.assert_array_equal(off.state(), on.state())
+    assert len(set(phases)) == 1 + get_scenario(scenario).observers_per_interaction
+    aec = make(scenario, max_rounds=2, record_infos=False)
+    aec.reset(seed=0)
+    for _agent in aec.agent_iter():
+        *_, term, trunc, info = aec.last(observe=False)
+        assert set(info) == {"phase"}
+        aec.step(None if term or trunc else 1)
+
+
+@pytest.mark.filterwarnings(ALL_ZEROS)
+def test_record_infos_off_passes_pettingzoo_tests():
+    api_test(make("many-learners-v0", max_rounds=12, record_infos=False), num_cycles=30)
+    parallel_api_test(make_parallel("many-learners-v0", max_rounds=12, record_infos=False),
+                      num_cycles=30)
+    seed_test(lambda: make("L6-v0", max_rounds=12, record_infos=False), num_cycles=30)
+    parallel_seed_test(lambda: make_parallel("L6-v0", max_rounds=12, record_infos=False),
+                       num_cycles=30)
+    state_test(make("L6-v0", max_rounds=12, record_infos=False),
+               make_parallel("L6-v0", max_rounds=12, record_infos=False))
+
+
+def test_record_infos_is_a_shell_option():
+    """Accepted wherever render_mode is (constructors, make overrides, Gymnasium), named when
+    bad, and not part of the game's configuration."""
+    for ctor in (ir.env, ir.raw_env, ir.parallel_env):
+        assert ctor(record_infos=False).unwrapped.shell.record_infos is False
+        with pytest.raises(ValueError, match="record_infos"):
+            ctor(record_infos="no")
+    assert "record_infos" in ir.CONSTRUCTOR_KEYWORDS and "record_infos" not in DEFAULTS
+    env = gymnasium.make("reciprocity/L6-v0", record_infos=False)
+    assert env.reset(seed=0)[1] == {"phase": 0}
+    assert make_parallel("L6-v0").shell.record_infos is True  # on by default
+
+
+COPY_SCENARIOS = ["many-learners-v0", "many-learners-majority-v0", "many-learners-audit-v0",
+                  "discriminators-vs-defectors-v0"]
+
+
+def assert_same_step(a, b):
+    for x, y in zip(a, b, strict=True):
+        assert data_equivalence(x, y)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("scenario", COPY_SCENARIOS)
+def test_parallel_copy_mid_episode_continues_exactly(scenario, how):
+    """A copy made mid-episode (in an act and in an assess phase) steps exactly as the original
+    from there on: same observations, rewards, truncations, infos, state and record."""
+    import copy as copying
+
+    duplicate = copying.deepcopy if how == "deepcopy" else \
+        (lambda e: pickle.loads(pickle.dumps(e)))
+    env = make_parallel(scenario, max_rounds=6)
+    env.reset(seed=11)
+    rng = np.random.default_rng(3)
+    phases = env.unwrapped.config.phases_per_round
+    for copy_at in (3, phases * 2 + 1, phases * 4):  # parallel steps taken before copying
+        env.reset(seed=11)
+        for _ in range(copy_at):
+            env.step({a: int(rng.integers(2)) for a in env.agents})
+        twin = duplicate(env)
+        np.testing.assert_array_equal(twin.state(), env.state())
+        assert twin.agents == env.agents
+        while env.agents:
+            actions = {a: int(rng.integers(2)) for a in env.agents}
+            assert_same_step(twin.step(actions), env.step(actions))
+            np.testing.assert_array_equal(twin.state(), env.state())
+            assert data_equivalence(twin.public_record(), env.public_record())
+        assert twin.agents == []
+        with pytest.raises(RuntimeError, match="finished episode"):
+            twin.step({})
+        # the copy's generator was carried too: the same unseeded next episode
+        assert data_equivalence(twin.reset()[0], env.reset()[0])
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("scenario", ["many-learners-v0", "many-learners-majority-v0"])
+def test_aec_copy_mid_phase_continues_exactly(scenario, how):
+    """AEC, copied between two agents' moves of one phase (some decisions taken, the payoffs
+    owed not yet paid), through the order-enforcing wrapper."""
+    import copy as copying
+
+    duplicate = copying.deepcopy if how == "deepcopy" else \
+        (lambda e: pickle.loads(pickle.dumps(e)))
+    env = make(scenario, max_rounds=4)
+    env.reset(seed=5)
+    rng = np.random.default_rng(1)
+    n = len(env.possible_agents)
+    for _ in range(n + n // 2):  # the act phase, then half of the first assess phase
+        env.step(int(rng.integers(2)))
+    twin = duplicate(env)
+    assert twin.agent_selection == env.agent_selection
+    np.testing.assert_array_equal(twin.unwrapped.state(), env.unwrapped.state())
+    for agent, other in zip(env.agent_iter(), twin.agent_iter(), strict=True):
+        assert agent == other
+        assert_same_step(twin.last(), env.last())
+        *_, term, trunc, _ = env.last(observe=False)
+        action = None if term or trunc else int(rng.integers(2))
+        env.step(action)
+        twin.step(action)
+    assert env.agents == twin.agents == []
+
+
+def test_copies_keep_shared_infos_read_only():
+    import copy as copying
+
+    env = make_parallel("many-learners-v0", max_rounds=3)
+    env.reset(seed=0)
+    env.step(dict.fromkeys(env.agents, 1))
+    env.step(dict.fromkeys(env.agents, 1))
+    for twin in (copying.deepcopy(env), pickle.loads(pickle.dumps(env))):
+        _, _, _, _, infos = twin.step(dict.fromkeys(twin.agents, 1))
+        for key in ("reputation", "record_actions"):
+            assert not infos["agent_0"][key].flags.writeable
+
+
+def test_copy_before_reset_is_a_new_environment():
+    """Before the first reset a copy is the configuration only (EzPickle), with its own entropy:
+    SuperSuit ships the env to its vector copies this way."""
+    import copy as copying
+
+    env = make_parallel("many-learners-v0", max_rounds=3, record_infos=False)
+    twins = [copying.deepcopy(env), pickle.loads(pickle.dumps(env))]
+    for twin in twins:
+        assert twin.shell is not env.shell and twin.shell.record_infos is False
+        with pytest.raises(RuntimeError, match="reset"):
+            twin.state()
+    for e in (*twins, env):
+        e.reset()  # unseeded: each draws from its own entropy
+    assert len({e.state().tobytes() for e in (*twins, env)}) > 1
+
+
+def test_gymnasium_env_copy_mid_episode():
+    import copy as copying
+
+    env = gymnasium.make("reciprocity/discriminators-vs-defectors-v0", max_rounds=5).unwrapped
+    env.reset(seed=2)
+    env.step(1)
+    twin = copying.deepcopy(env)
+    for action in (0, 1, 1, 0, 1, 1, 0, 1):
+        assert_same_step(twin.step(action), env.step(action))
+
+
+# ----------------------------------------------------------------------------------------------
 # Rendering
 # ----------------------------------------------------------------------------------------------
 
