@@ -6,6 +6,11 @@ played on the same E games — same matchings, observers, error draws and initia
 (common random numbers), so differences between candidates are not drowned in game-to-game
 noise. Payoffs can be averaged over several windows of rounds of the same games (an episode from
 the initial reputations, and a long-run window after a burn-in).
+
+A focal slot's signals may depend on its own reputation (a policy over PettingZoo observations,
+whose assess observation carries the observer's reputation): its signal table then has two rows,
+own Bad and own Good, and in every round it assesses with the row of the reputation it has at
+the start of the round (reputations change only at its end).
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windo
     Args:
         env_config: the scenario's configuration (background strategies are taken from it).
         action_tables: (P, F, 4) P(intend C | 2x + y) of each focal slot (index order).
-        signal_tables: (P, F, 8) P(signal Good | 4x + 2y + a) of each focal slot.
+        signal_tables: (P, F, 8) P(signal Good | 4x + 2y + a) of each focal slot, or
+            (P, F, 2, 8) with a row per own reputation of the observer (own Bad, own Good):
+            the same random numbers are drawn, so equal rows give exactly the (P, F, 8)
+            payoffs.
         windows: sequence of W ``(start, stop)`` pairs, ``0 <= start < stop``.
         num_envs: E, games per candidate (shared by all candidates).
         seed: seed of the common random numbers.
@@ -43,10 +51,11 @@ def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windo
     focal = env_config.focal_slots
     n, f = env_config.num_agents, focal.size
     num_candidates = action_tables.shape[0]
-    if action_tables.shape != (num_candidates, f, 4) or \
-            signal_tables.shape != (num_candidates, f, 8):
-        raise ValueError(f"tables must have shapes (P, {f}, 4) and (P, {f}, 8), got "
-                         f"{action_tables.shape} and {signal_tables.shape}")
+    by_own_reputation = signal_tables.ndim == 4
+    if action_tables.shape != (num_candidates, f, 4) or signal_tables.shape != \
+            ((num_candidates, f, 2, 8) if by_own_reputation else (num_candidates, f, 8)):
+        raise ValueError(f"tables must have shapes (P, {f}, 4) and (P, {f}, 8) or "
+                         f"(P, {f}, 2, 8), got {action_tables.shape} and {signal_tables.shape}")
     windows = [(int(a), int(b)) for a, b in windows]
     if not windows or any(not 0 <= a < b for a, b in windows):
         raise ValueError(f"windows must be (start, stop) pairs with 0 <= start < stop, "
@@ -61,7 +70,9 @@ def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windo
         action = np.broadcast_to(background_action, (p, n, 4)).copy()
         assess = np.broadcast_to(background_assess, (p, n, 8)).copy()
         action[:, focal] = action_tables[start:stop]
-        assess[:, focal] = signal_tables[start:stop]
+        # with a row per own reputation, the focal rows here (own Good) are overridden each round
+        assess[:, focal] = signal_tables[start:stop, :, 1] if by_own_reputation \
+            else signal_tables[start:stop]
         groups = np.repeat(np.arange(p), num_envs)
         rng = np.random.default_rng(seed)
         game = BatchedGame(env_config.params, action, assess, batch=p * num_envs,
@@ -76,7 +87,11 @@ def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windo
         total = np.zeros((p * num_envs, f))
         for t in range(rounds):
             noise = sample_round_noise(rng, num_envs, n, **env_config.params.noise_options())
-            record = game.play_round(noise.tile(p))
+            if by_own_reputation:
+                record = _round_by_own_reputation(game, noise.tile(p), focal,
+                                                  signal_tables[start:stop], groups)
+            else:
+                record = game.play_round(noise.tile(p))
             total += record.payoffs[:, focal]
             if t + 1 in bounds:
                 cumulative[t + 1] = total.copy()
@@ -84,6 +99,22 @@ def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windo
             out[k, start:stop] = ((cumulative[b] - cumulative[a]) / (b - a)).reshape(
                 p, num_envs, f)
     return out
+
+
+def _round_by_own_reputation(game: BatchedGame, noise, focal: np.ndarray,
+                             signal_tables: np.ndarray, groups: np.ndarray):
+    """``game.play_round(noise)`` with each focal observer signalling by the row of its
+    (P, F, 2, 8) signal table for its own reputation, from the same uniforms the core uses."""
+    game.begin_round(noise)
+    game.act()
+    donors = game.observed_donors()[..., focal]      # (B, F), or (B, k, F) with k observers
+    lead = (slice(None),) + (None,) * (donors.ndim - 2)  # (B, ...) -> broadcast over phases
+    contexts = np.take_along_axis(game.signal_contexts()[lead], donors, axis=-1)
+    uniforms = np.take_along_axis(noise.signal_u, donors, axis=-1)
+    own = game.reputation[:, focal][lead]           # at the start of the round, still
+    prob = signal_tables[groups[(slice(None), *(None,) * (donors.ndim - 1))],
+                         np.arange(focal.size), own, contexts]
+    return game.assess(focal, (uniforms < prob).view(np.int8))
 
 
 def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *,

@@ -221,12 +221,15 @@ def evaluate_tables(env_config: EnvConfig, action: np.ndarray, signal: np.ndarra
 
     Args:
         action: (S, F, 4), signal: (S, F, 8) P(C) / P(Good) tables of every focal slot, index
-            order.
+            order; or signal (S, F, 2, 8), a table per own reputation of the observer (own Bad,
+            own Good; see :func:`reciprocity.envs.evaluate.play_focal_tables`).
     Returns:
         per set: ``per_interaction_payoff`` (long run, mean over the focal learners) and its
         ``per_interaction_payoff_ci95`` (over games), ``episode_payoff`` and
         ``episode_payoff_ci95``, ``per_agent_payoff`` (long run), ``policy`` (first focal
         learner) and ``policies`` (every focal agent) in the metrics schema, ``protocol``.
+        With (S, F, 2, 8) signal tables a policy's ``signal`` is its own-Good table and
+        ``signal_by_own_reputation`` holds both (``{"G": {...}, "B": {...}}``).
     """
     payoffs = play_focal_tables(env_config, action, signal, protocol.windows(),
                                 num_envs=protocol.num_envs, seed=protocol.seed)  # (2, S, E, F)
@@ -286,10 +289,20 @@ def context_visits(env_config: EnvConfig, action: np.ndarray, signal: np.ndarray
 
 
 def _policy_schema(action: np.ndarray, signal: np.ndarray) -> dict:
-    return {"action": dict(zip(ACTION_CONTEXTS, map(float, to_display_order(action)),
-                               strict=True)),
-            "signal": dict(zip(SIGNAL_CONTEXTS, map(float, to_display_order(signal)),
-                               strict=True))}
+    """Metrics schema of (4,) action and (8,) signal tables (index order). A (2, 8) signal
+    table (own Bad, own Good) is shown by its own-Good row, which the head diagnosis and the
+    adherence read, and both rows go to ``signal_by_own_reputation``."""
+    def signal_schema(table):
+        return dict(zip(SIGNAL_CONTEXTS, map(float, to_display_order(table)), strict=True))
+
+    signal = np.asarray(signal)
+    out = {"action": dict(zip(ACTION_CONTEXTS, map(float, to_display_order(action)),
+                              strict=True)),
+           "signal": signal_schema(signal[-1] if signal.ndim == 2 else signal)}
+    if signal.ndim == 2:
+        out["signal_by_own_reputation"] = {"G": signal_schema(signal[1]),
+                                           "B": signal_schema(signal[0])}
+    return out
 
 
 def background_norm(env_config: EnvConfig) -> str:
