@@ -364,6 +364,14 @@ def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate_run, mean_ci95, reference
     from .runfolder import locked, read_json, write_json
 
+    if args.run is None or args.scenario is not None or args.policy is not None:
+        return _cmd_evaluate_policy(args)
+    policy_options = [flag for flag, value in (
+        ("--eval-envs", args.eval_envs), ("--eval-rounds", args.eval_rounds),
+        ("--out", args.out), ("--overwrite", args.overwrite)) if value not in (None, False)]
+    if policy_options:
+        raise ValueError(f"{policy_options[0]} is for --policy; --run evaluates a training run "
+                         "on its own evaluation games, in its own folder")
     run = Path(args.run)
     runs = _run_metrics(run)
     first = runs[0][1]
@@ -408,6 +416,59 @@ def _cmd_evaluate(args) -> int:
         print(f"{len(runs)} seeds: reference performance "
               f"{_mean_text(stats['reference_performance'])}, adherence "
               f"{_mean_text(stats['adherence'])} (mean ± 95% interval)")
+    return 0
+
+
+def _cmd_evaluate_policy(args) -> int:
+    """``evaluate --scenario ID --policy FILE.py:FUNC --out DIR``: see
+    :func:`reciprocity.own_policy.evaluate_policy`."""
+    from .locate import canonical
+    from .own_policy import (
+        check_reference,
+        evaluate_policy,
+        load_policy,
+        load_reference,
+        policy_tables,
+    )
+    from .runfolder import open_run, write_json
+
+    if args.run is not None:
+        raise ValueError("--run evaluates a training run, --scenario and --policy a policy "
+                         "trained elsewhere: give one of them")
+    if args.policy is None:
+        raise ValueError("--scenario needs --policy FILE.py:FUNC" if args.scenario else
+                         "evaluate needs --run DIR, or --scenario ID with --policy FILE.py:FUNC")
+    if args.scenario is None:
+        raise ValueError("--policy needs --scenario ID (the scenario it plays)")
+    if args.out is None:
+        raise ValueError("--policy needs --out DIR (where evaluation.json goes)")
+    if args.eval_envs is not None and args.eval_envs < 2:
+        raise ValueError(f"--eval-envs must be at least 2 (an interval needs two games), got "
+                         f"{args.eval_envs}")
+    scenario = get_scenario(args.scenario)
+    locator = canonical(args.policy, "--policy")
+    # a bad function or reference is refused before the output folder is touched
+    policy_tables(load_policy(locator), name=args.policy)
+    ref = None if args.reference is None else load_reference(args.reference)
+    if ref is not None:
+        check_reference(scenario, ref, eval_rounds=args.eval_rounds)
+    config = {"scenario": scenario.to_dict(), "policy": locator, "reference": None if
+              args.reference is None else str(Path(args.reference).resolve()),
+              "eval_envs": args.eval_envs, "eval_rounds": args.eval_rounds}
+    with open_run(args.out, "evaluate-policy", config, overwrite=args.overwrite) as folder:
+        result = evaluate_policy(scenario, args.policy, eval_envs=args.eval_envs,
+                                 eval_rounds=args.eval_rounds, reference=ref,
+                                 progress=not args.quiet)
+        write_json(folder.path / "evaluation.json", result)
+        folder.complete()
+    ref = result["reference_payoff"]
+    for agent, payoff in result["per_agent_payoff"].items():
+        perf = "n/a (reference <= 0)" if ref <= 0 else f"{payoff / ref:.3f}"
+        heads = ", ".join(f"{head} {d['diagnosis']}" for head, d in result["heads"][agent].items())
+        print(f"{result['scenario']} {result['algo']} {agent}: payoff {payoff:.3f} / reference "
+              f"{ref:.3f} = {perf}; adherence "
+              f"{result['evaluation']['adherence_per_agent'][agent]:.3f}; heads: {heads}")
+    print(f"wrote {folder.path / 'evaluation.json'}")
     return 0
 
 
@@ -627,11 +688,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_reference)
 
     p = command("evaluate", "adherence and reference performance of a training run (every "
-                            "seed, plus a summary)")
-    p.add_argument("--run", required=True, help="a train output folder")
+                            "seed, plus a summary), or of a policy trained elsewhere "
+                            "(--scenario, --policy, --out)")
+    p.add_argument("--run", help="a train output folder (default: none; this, or --scenario "
+                                 "with --policy, is needed)")
+    p.add_argument("--scenario", help="scenario id or file on which --policy plays every focal "
+                                      "slot")
+    p.add_argument("--policy", metavar="FILE.py:FUNC",
+                   help="a function from observations (n, 5) to actions or probabilities of 1, "
+                        "path/to/file.py:FUNC or module:FUNC; writes OUT/evaluation.json")
     p.add_argument("--reference",
-                   help="a reference output folder; it must be for the run's scenario and "
-                        "evaluation rounds (default: compute it)")
+                   help="a reference output folder; it must be for the scenario and evaluation "
+                        "rounds of the run or policy (default: compute it)")
+    p.add_argument("--eval-envs", type=_count,
+                   help="with --policy: evaluation games, at least 2 (default: the reference's, "
+                        "else 256)")
+    p.add_argument("--eval-rounds", type=_count,
+                   help="with --policy: rounds of the long-run window (default: the "
+                        "reference's, else the scenario's max_rounds)")
+    p.add_argument("--out", help="with --policy: output folder (evaluation.json)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --policy: clear the output folder first if it holds another run")
+    p.add_argument("--quiet", action="store_true", help="with --policy: no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 
     p = command("benchmark", "sample-efficiency curves of every algorithm and policy class on "
