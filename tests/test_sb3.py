@@ -112,6 +112,111 @@ def test_make_vec_env_rejects_bad_arguments():
         rsb3.make_vec_env(MANY, benefit=-1.0)
 
 
+def test_make_vec_env_marks_truncation_the_sb3_way():
+    """Every episode ends by the time limit: at its last step every entry has
+    ``TimeLimit.truncated`` True and its last observation in ``terminal_observation`` (SB3's
+    DummyVecEnv convention); on the other steps ``TimeLimit.truncated`` is False."""
+    venv = rsb3.make_vec_env(MANY, num_vec_envs=2, max_rounds=2, monitor=False)
+    venv.seed(0)
+    venv.reset()
+    last_obs = None
+    for step in range(8):  # two episodes of 4 steps
+        obs, _, dones, infos = venv.step(np.ones(venv.num_envs, dtype=np.int64))
+        end = step % 4 == 3
+        assert dones.tolist() == [end] * venv.num_envs
+        assert [info["TimeLimit.truncated"] for info in infos] == [end] * venv.num_envs
+        if end:
+            terminal = np.stack([info["terminal_observation"] for info in infos])
+            assert terminal.shape == (14, 5) and terminal.dtype == np.float32
+            assert (terminal[:, 0] == 0).all()  # the act observation of the round to come
+            assert (obs[:, 0] == 0).all()  # the returned one is the new episode's first
+            last_obs = terminal
+        else:
+            assert "terminal_observation" not in infos[0]
+    assert last_obs is not None
+    venv.close()
+
+
+class _RawRewards:
+    """What the env returned at each step, before SB3 adds anything (an SB3 callback)."""
+
+    def __new__(cls):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Keep(BaseCallback):
+            def __init__(self):
+                super().__init__()
+                self.rewards, self.infos = [], []
+
+            def _on_step(self):
+                self.rewards.append(np.array(self.locals["rewards"], copy=True))
+                self.infos.append(self.locals["infos"])
+                return True
+
+        return Keep()
+
+
+def collect_one_rollout(venv, n_steps, gamma, seed=None):
+    """One SB3 PPO rollout of ``n_steps``; returns (model, raw rewards, infos)."""
+    model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=n_steps * venv.num_envs,
+                gamma=gamma, seed=seed, device="cpu")
+    keep = _RawRewards()
+    _, callback = model._setup_learn(total_timesteps=n_steps * venv.num_envs, callback=keep)
+    callback.on_training_start(locals(), globals())
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, n_steps)
+    return model, np.array(keep.rewards), keep.infos
+
+
+def test_ppo_bootstraps_at_time_limits():
+    """SB3 PPO's rollout buffer holds, at a truncated step, the env's reward plus gamma times
+    the value of the terminal observation (collect_rollouts' time-limit bootstrap); at other
+    steps the env's reward. SuperSuit's own SB3 route reports a plain done, so there the
+    buffer keeps the bare reward and the episode's value is cut off."""
+    gamma, n_steps = 0.9, 6  # episodes of 4 steps: one truncation at step 3
+    venv = rsb3.make_vec_env(MANY, num_vec_envs=1, max_rounds=2, monitor=False)
+    model, raw, infos = collect_one_rollout(venv, n_steps, gamma, seed=0)
+    buffer = model.rollout_buffer.rewards  # (n_steps, num_envs)
+    terminal = np.stack([info["terminal_observation"] for info in infos[3]])
+    with torch.no_grad():
+        value = model.policy.predict_values(model.policy.obs_to_tensor(terminal)[0])
+    value = value.numpy().reshape(-1)
+    assert np.any(value != 0)  # (an all-zero observation has value 0 at initialisation)
+    np.testing.assert_allclose(buffer[3], raw[3] + gamma * value, rtol=1e-5, atol=1e-6)
+    others = [0, 1, 2, 4, 5]
+    np.testing.assert_allclose(buffer[others], raw[others], rtol=1e-6)
+    venv.close()
+
+    import supersuit as ss  # control: the plain SuperSuit route (no seed: it cannot take one)
+
+    plain = ss.pettingzoo_env_to_vec_env_v1(make_parallel(MANY, max_rounds=2))
+    plain = ss.concat_vec_envs_v1(plain, 1, num_cpus=0, base_class="stable_baselines3")
+    model, raw, infos = collect_one_rollout(plain, n_steps, gamma)
+    assert "TimeLimit.truncated" not in infos[3][0] and "terminal_observation" in infos[3][0]
+    np.testing.assert_allclose(model.rollout_buffer.rewards, raw, rtol=1e-6)
+    plain.close()
+
+
+def test_make_vec_env_worker_processes_seed_every_copy():
+    """With worker processes (num_cpus=2) PPO(seed=...) works, every copy gets its own seed
+    (seed + copy, as with one process: the same trajectories) and reset infos are per entry."""
+    def rollout(num_cpus):
+        venv = rsb3.make_vec_env(MANY, num_vec_envs=4, num_cpus=num_cpus, max_rounds=3,
+                                 monitor=False)
+        venv.seed(5)
+        first = venv.reset()
+        assert len(venv.reset_infos) == venv.num_envs == 28
+        steps = [venv.step(np.ones(venv.num_envs, dtype=np.int64)) for _ in range(6)]
+        venv.close()
+        return first, np.array([s[1] for s in steps]), steps[-1][3]
+
+    (o1, r1, _), (o2, r2, i2) = rollout(0), rollout(2)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(r1, r2)
+    copies = [r1[:, 7 * c:7 * (c + 1)] for c in range(4)]
+    assert all(not np.array_equal(copies[a], copies[b]) for a in range(4) for b in range(a))
+    assert all(info["TimeLimit.truncated"] for info in i2)
+
+
 def test_missing_sb3_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)
     with pytest.raises(ImportError, match=r"\[sb3\]"):

@@ -45,36 +45,69 @@ def _require_sb3():
 
 
 def _seeded_vec_env_class():
-    """A ``VecEnvWrapper`` that makes SuperSuit's SB3 vector env seedable.
+    """A ``VecEnvWrapper`` over SuperSuit's SB3 vector env: seedable, and truncation the SB3 way.
 
-    SuperSuit's ``SB3VecEnvWrapper`` (3.9-3.11) forwards ``seed()`` to its ``ConcatVecEnv``,
-    which has no ``seed`` method, so ``PPO(..., seed=s)`` and ``venv.seed(s)`` raise
-    ``AttributeError``. This wrapper keeps the seed and passes it to the next reset, as SB3's
-    own vector environments do (copy ``i`` gets ``seed + i``). It also answers
-    ``get_attr("render_mode")``, which SuperSuit's wrapper forwards to the ``ConcatVecEnv``
-    (no ``get_attr``) so that SB3 warns that ``render_mode`` is not defined.
+    * **Truncation.** SuperSuit's ``SB3VecEnvWrapper`` (3.9-3.11) reports ``done = terminated
+      or truncated`` and drops the difference, so SB3's algorithms treat every time-limit end
+      as terminal and never bootstrap there. This wrapper steps SuperSuit's concatenated env
+      itself and sets ``infos[i]["TimeLimit.truncated"] = truncated and not terminated`` on
+      every step, as SB3's own ``DummyVecEnv`` does; SuperSuit already puts the last
+      observation in ``infos[i]["terminal_observation"]``. SB3's on-policy algorithms then add
+      ``gamma * V(terminal_observation)`` to the reward of a truncated step (``collect_rollouts``)
+      and the off-policy ones keep the step non-terminal in their replay buffer.
+    * **Seeding.** ``seed()`` is forwarded to the ``ConcatVecEnv``, which has no ``seed``
+      method, so ``PPO(..., seed=s)`` and ``venv.seed(s)`` raise ``AttributeError``. This
+      wrapper keeps the seed and passes it to the next reset, as SB3's own vector environments
+      do: copy ``c`` gets ``seed + c``, also with worker processes (``num_cpus > 1``, where
+      SuperSuit would give worker ``w`` the seed ``seed + w`` and neighbouring workers' copies
+      the same seeds), whose reset infos are unpacked to one dict per entry too.
+    * ``get_attr("render_mode")``, which SuperSuit's wrapper forwards to the ``ConcatVecEnv``
+      (no ``get_attr``), so that SB3 warns that ``render_mode`` is not defined.
     """
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
     class SeededVecEnv(VecEnvWrapper):
-        def __init__(self, venv):
+        def __init__(self, venv, agents_per_copy: int):
             super().__init__(venv)
             self._next_seed: int | None = None
+            self._per_copy = agents_per_copy  # entries of one env copy: its focal agents
+
+        @property
+        def _concat(self):
+            return self.venv.venv  # SuperSuit's ConcatVecEnv or ProcConcatVec
 
         def seed(self, seed: int | None = None):
             self._next_seed = seed
-            per_copy = self.num_envs // len(self.venv.venv.vec_envs)  # focal agents per copy
-            return [None if seed is None else seed + i // per_copy for i in range(self.num_envs)]
+            return [None if seed is None else seed + i // self._per_copy
+                    for i in range(self.num_envs)]
 
         def reset(self):
             seed, self._next_seed = self._next_seed, None
-            inner = self.venv  # SuperSuit's SB3VecEnvWrapper around a ConcatVecEnv
-            obs, infos = inner.venv.reset(seed=seed)
-            inner.reset_infos = self.reset_infos = infos
+            obs, infos = self._reset_copies(seed)
+            self.venv.reset_infos = self.reset_infos = infos
             return obs
 
+        def _reset_copies(self, seed):
+            concat = self._concat
+            if not hasattr(concat, "pipes"):  # one process: copy c gets seed + c
+                return concat.reset(seed=seed)
+            # worker processes (ProcConcatVec): send each worker the seed of its first copy
+            import copy
+
+            from supersuit.vector.multiproc_vec import decompress_info, numpy_deepcopy
+            for pipe, start in zip(concat.pipes, concat.idx_starts, strict=False):
+                first = None if seed is None else seed + start // self._per_copy
+                pipe.send(("reset", (first, None)))
+            infos = decompress_info(self.num_envs, concat.idx_starts, concat._receive_info())
+            return numpy_deepcopy(concat.observations_buffers), copy.deepcopy(infos)
+
         def step_wait(self):
-            return self.venv.step_wait()
+            obs, rewards, terminations, truncations, infos = self._concat.step_wait()
+            dones = np.logical_or(terminations, truncations)
+            for info, terminated, truncated in zip(infos, terminations, truncations,
+                                                   strict=True):
+                info["TimeLimit.truncated"] = bool(truncated and not terminated)
+            return obs, rewards, dones, infos
 
         def get_attr(self, attr_name, indices=None):
             if attr_name == "render_mode":
@@ -97,7 +130,10 @@ def make_vec_env(scenario: str | Path | Scenario, num_vec_envs: int = 4, *, num_
     round) and kept in ``model.ep_info_buffer``.
 
     Seeding works the SB3 way: ``PPO(..., seed=s)`` or ``venv.seed(s)`` seeds the next reset.
-    Episodes reset automatically; the last observation is in ``infos[i]["terminal_observation"]``.
+    Episodes reset automatically. Every episode ends by the time limit, and the ends are marked
+    the SB3 way: ``infos[i]["TimeLimit.truncated"] = True`` with the last observation in
+    ``infos[i]["terminal_observation"]``, so that SB3 bootstraps from the value of the last
+    observation instead of treating the end as terminal (SuperSuit alone reports a plain done).
     """
     _require_sb3()
     import supersuit as ss
@@ -105,10 +141,11 @@ def make_vec_env(scenario: str | Path | Scenario, num_vec_envs: int = 4, *, num_
 
     if num_vec_envs < 1:
         raise ValueError(f"num_vec_envs must be >= 1, got {num_vec_envs}")
-    venv = ss.pettingzoo_env_to_vec_env_v1(make_parallel(scenario, **overrides))
+    env = make_parallel(scenario, **overrides)
+    venv = ss.pettingzoo_env_to_vec_env_v1(env)
     venv = ss.concat_vec_envs_v1(venv, num_vec_envs, num_cpus=num_cpus,
                                  base_class="stable_baselines3")
-    venv = _seeded_vec_env_class()(venv)
+    venv = _seeded_vec_env_class()(venv, agents_per_copy=len(env.possible_agents))
     return VecMonitor(venv) if monitor else venv
 
 
