@@ -92,7 +92,11 @@ def dqn_algorithm(env, config: DqnConfig | None = None):
     computes n-step returns over consecutive buffer rows, which interleave all F focal agents
     (each moves once per F rows, and the other agents' rows carry 0 in this agent's reward
     column), so the horizon is ``own_moves * F`` rows: a multiple of F, so that the bootstrap
-    observation is the agent's own. The discount per row is ``gamma ** (1 / F)``.
+    observation is the agent's own (a row's ``obs_next`` is the next agent's observation: with
+    Tianshou's usual 1 or 3 rows every learner would bootstrap from another agent's). The
+    discount per row is ``gamma ** (1 / F)``. At an episode's end Tianshou cuts the windows at
+    the last row and bootstraps them from its ``obs_next``, the first agent's final observation
+    (a stand-in for the others: the last ``own_moves`` moves of each episode).
 
     The learners explore with ``eps_train`` in every collection: Tianshou 2.0 marks only the
     multi-agent policy as being in a training step, never the per-agent policies, so each DQN
