@@ -86,3 +86,61 @@ def test_example_runs_ippo_mappo_iql(tmp_path):
         assert reports, f"no JSON report in {folder}"
         json.loads(reports[0].read_text())
         assert list(folder.rglob("*.csv"))
+
+
+def test_own_policy_from_a_mappo_experiment(tmp_path):
+    """The worked example of docs/marl.md: a BenchMARL MAPPO actor (parameters shared by the
+    seven learners) as FUNC; evaluate_policy scores exactly what evaluate_tables gives for the
+    tables FUNC yields."""
+    from benchmarl.algorithms import MappoConfig
+    from benchmarl.experiment import Experiment, ExperimentConfig
+    from benchmarl.models.mlp import MlpConfig
+    from tensordict import TensorDict
+
+    from reciprocity.evaluation import Protocol, evaluate_tables, reference
+    from reciprocity.own_policy import evaluate_policy, policy_tables
+
+    config = ExperimentConfig.get_from_yaml()  # one iteration of 500 frames
+    config.max_n_frames = 500
+    config.on_policy_collected_frames_per_batch = 500
+    config.on_policy_n_envs_per_worker = 1
+    config.on_policy_minibatch_size = 100
+    config.evaluation = False
+    config.render = False
+    config.loggers = []
+    config.checkpoint_at_end = False
+    config.save_folder = str(tmp_path)
+    experiment = Experiment(task=task(MANY, max_rounds=10),
+                            algorithm_config=MappoConfig.get_from_yaml(),
+                            model_config=MlpConfig.get_from_yaml(),
+                            critic_model_config=MlpConfig.get_from_yaml(), seed=0, config=config)
+    experiment.run()
+    actor = experiment.group_policies["agents"]
+    n_agents = len(experiment.group_map["agents"])
+
+    def mappo_policy(obs):
+        rows = torch.as_tensor(obs)[:, None, :].expand(-1, n_agents, -1)
+        with torch.no_grad():
+            logits = actor(TensorDict({("agents", "observation"): rows},
+                                      batch_size=[len(obs)]))["agents", "logits"]
+        return torch.softmax(logits[:, 0], dim=-1)[:, 1]
+
+    ref = reference(MANY, confirm_envs=16, rounds=20, burn_in=10)
+    result = evaluate_policy(MANY, mappo_policy, reference=ref)
+    action, signal = policy_tables(mappo_policy)
+    f = get_scenario(MANY).num_focal
+    expected = evaluate_tables(get_scenario(MANY).env_config, np.tile(action, (1, f, 1)),
+                               np.tile(signal, (1, f) + (1,) * signal.ndim),
+                               Protocol(**ref["protocol"]))[0]
+    assert result["per_interaction_payoff"] == expected["per_interaction_payoff"]
+    assert result["per_agent_payoff"] == expected["per_agent_payoff"]
+    assert result["algo"] == "mappo_policy" and result["protocol"] == ref["protocol"]
+    assert result["reference"]["kind"] == "ideal_discriminator"
+    assert set(result["heads"]) == set(result["policies"]) == \
+        {f"agent_{i}" for i in range(f)}
+    assert 0 <= result["adherence"] <= 1
+    assert np.isfinite(result["reference_performance"])
+    # the shared actor gives every learner the same probabilities
+    first = result["policies"]["agent_0"]
+    assert all(p == first for p in result["policies"].values())
+    assert ("signal_by_own_reputation" in first) == (signal.ndim == 2)

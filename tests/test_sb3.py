@@ -332,3 +332,42 @@ def test_example_runs(capsys):
     out = capsys.readouterr().out
     assert "(a) many-learners-v0" in out and "(b) gymnasium.make('reciprocity/L6-v0')" in out
     assert out.count("action P(C): GG") == 2 and out.count("evaluation: mean reward") == 2
+
+
+# -- a trained model evaluated by the protocol (docs/marl.md, "Evaluate a policy trained
+# elsewhere") ------------------------------------------------------------------------------------
+def test_own_policy_from_a_ppo_model():
+    """The worked example: PPO's action probabilities as FUNC; evaluate_policy scores exactly
+    what evaluate_tables gives for the tables FUNC yields, which are the model's own."""
+    from reciprocity.envs import get_scenario
+    from reciprocity.evaluation import Protocol, evaluate_tables, reference
+    from reciprocity.own_policy import evaluate_policy, policy_tables
+
+    model = PPO("MlpPolicy", gymnasium.make("reciprocity/L6-v0", max_rounds=20), n_steps=128,
+                batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=256)
+
+    def ppo_policy(obs):
+        with torch.no_grad():
+            obs_t, _ = model.policy.obs_to_tensor(obs)
+            return model.policy.get_distribution(obs_t).distribution.probs[:, 1]
+
+    ref = reference("L6-v0", search_envs=4, confirm_envs=16, rounds=20, burn_in=10)
+    result = evaluate_policy("L6-v0", ppo_policy, reference=ref)
+    action, signal = policy_tables(ppo_policy)
+    expected = evaluate_tables(get_scenario("L6-v0").env_config, action[None, None],
+                               signal[None, None], Protocol(**ref["protocol"]))[0]
+    assert result["per_interaction_payoff"] == expected["per_interaction_payoff"]
+    assert result["episode_payoff"] == expected["episode_payoff"]
+    assert result["algo"] == "ppo_policy" and result["protocol"] == ref["protocol"]
+    assert result["reference_payoff"] == ref["reference_payoff"]
+    assert result["reference_performance"] == pytest.approx(
+        expected["per_interaction_payoff"] / ref["reference_payoff"])
+    assert 0 <= result["adherence"] <= 1 and set(result["heads"]) == {"agent_0"}
+    policy = result["policies"]["agent_0"]
+    own_good = rsb3.policy_table(model, own_reputation=1)  # the model's probabilities
+    assert policy["action"] == pytest.approx(own_good["action"])
+    assert policy["signal"] == pytest.approx(own_good["signal"])
+    if signal.ndim == 2:  # an MLP sees its own reputation in the assess observation
+        own_bad = rsb3.policy_table(model, own_reputation=0)["signal"]
+        assert policy["signal_by_own_reputation"]["B"] == pytest.approx(own_bad)
