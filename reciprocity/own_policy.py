@@ -68,8 +68,6 @@ REFERENCE_KEYS = ("scenario", "scenario_hash", "protocol", "reference_payoff", "
 REFERENCE_SUMMARY = ("kind", "reference_payoff", "reference_ci95", "episode_payoff",
                      "episode_ci95", "full_cooperation_payoff", "regime", "burn_in", "rounds",
                      "norm", "policy", "protocol")
-#: The two reputations, in the order of the rows of a (2, 8) signal table.
-OWN = ("B", "G")
 
 
 def load_policy(locator: str) -> Callable:
@@ -109,17 +107,18 @@ def _call(func: Callable, obs: np.ndarray, name: str) -> np.ndarray:
         out = func(obs.copy())  # a copy: a function that writes into its input changes nothing
     except Exception as err:
         phase = "act" if obs[0, 0] == 0 else "assess"
+        message = " ".join(str(err).split())  # one line
         raise ValueError(f"{name} failed on the {n} {phase}-phase observations (shape "
-                         f"{obs.shape}): {type(err).__name__}: {err}") from err
+                         f"{obs.shape}): {type(err).__name__}: {message}") from err
     if hasattr(out, "detach") and hasattr(out, "cpu"):  # a torch tensor
         out = out.detach().cpu().numpy()
     try:
         values = np.asarray(out)
     except Exception as err:
-        raise ValueError(f"{name} returned a {type(out).__name__} that is not an array: "
-                         f"{err}") from None
-    if values.dtype == object or not (np.issubdtype(values.dtype, np.number)
-                                      or values.dtype == bool):
+        raise ValueError(f"{name} returned a {type(out).__name__}, which is not an array of "
+                         f"numbers ({' '.join(str(err).split())})") from None
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
+            or values.dtype == bool):
         raise ValueError(f"{name} returned {type(out).__name__} of {values.dtype}, expected "
                          f"numbers (actions in {{0, 1}} or probabilities of 1) of shape ({n},)")
     if values.shape not in ((n,), (n, 1)):
@@ -314,7 +313,8 @@ def evaluate_policy(scenario: str | Path | Scenario, policy: Callable | str, *,
 
 
 def record_from_evaluations(evaluations: list[dict], reference: dict, *, name: str,
-                            budget: int | None = None) -> dict:
+                            budget: int | None = None, interactions: int | None = None,
+                            wall_seconds: float | None = None) -> dict:
     """One results.json record from evaluations of policies trained elsewhere.
 
     Args:
@@ -323,8 +323,11 @@ def record_from_evaluations(evaluations: list[dict], reference: dict, *, name: s
             numbered 0, 1, ... in the order given. Not modified.
         reference: the scenario's reference (dict); every evaluation must be comparable with it.
         name: the record's ``algo`` (how the policy is named in tables).
-        budget: the training budget in rounds per game, if known (the curves' x position);
-            default None.
+        budget: the training budget in rounds per game, if known; default None.
+        interactions: interactions per seed of the training (rounds x games), if known: the
+            x position on the sample-efficiency curves, which cannot place the record without
+            it (``interactions_per_seed`` None).
+        wall_seconds: training wall-clock time per run, if known (default 0.0: unknown).
     Returns:
         The record :func:`reciprocity.records.build_record` makes for the library's learners,
         with ``policy_class`` ``"own"``, ``budget`` and ``locators`` (each seed's policy).
@@ -355,4 +358,8 @@ def record_from_evaluations(evaluations: list[dict], reference: dict, *, name: s
     record = build_record(metrics[0]["scenario"], name, metrics, reference)
     record.update(policy_class=OWN_POLICY_CLASS, budget=budget,
                   locators=[m.get("policy") for m in metrics])
+    if interactions is not None:
+        record["interactions_per_seed"] = interactions
+    if wall_seconds is not None:
+        record["wall_seconds"] = float(wall_seconds)
     return record

@@ -21,7 +21,7 @@ from reciprocity.envs import Scenario, get_scenario
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from reciprocity.integrations.benchmarl import ReciprocityTask, task
+    from reciprocity.integrations.benchmarl import ReciprocityTask, experiment_config, task
 
 pytestmark = [pytest.mark.torchrl,
               pytest.mark.filterwarnings("ignore:PettingZoo in TorchRL is tested:UserWarning",
@@ -68,12 +68,32 @@ def test_task_rejects_bad_keywords():
         task(FLAGSHIP, benfit=2)
 
 
+def test_recommended_experiment_config_evaluates_stochastically():
+    """BenchMARL evaluates greedily by default; the greedy output of an early learner can defect
+    everywhere (evaluation returns of 0.0 while the sampled policy earns). The recommended
+    config samples, as the collection does."""
+    from benchmarl.experiment import ExperimentConfig
+
+    assert ExperimentConfig.get_from_yaml().evaluation_deterministic_actions is True
+    config = experiment_config()
+    assert isinstance(config, ExperimentConfig)
+    assert config.evaluation_deterministic_actions is False
+    assert config.render is False and config.loggers == ["csv"]
+    changed = experiment_config(max_n_frames=1000, evaluation_deterministic_actions=True)
+    assert changed.max_n_frames == 1000 and changed.evaluation_deterministic_actions is True
+    with pytest.raises(ValueError, match="max_frames"):
+        experiment_config(max_frames=1000)
+
+
 def test_example_runs_ippo_mappo_iql(tmp_path):
     spec = importlib.util.spec_from_file_location("benchmarl_run",
                                                   ROOT / "examples" / "benchmarl_run.py")
     example = importlib.util.module_from_spec(spec)
     sys.modules["benchmarl_run"] = example
     spec.loader.exec_module(example)
+    assert not example.experiment_config(1000, 500, tmp_path).evaluation_deterministic_actions
+    assert example.experiment_config(1000, 500, tmp_path,
+                                     greedy_evaluation=True).evaluation_deterministic_actions
     results = example.main(["--frames", "1000", "--batch", "500", "--max-rounds", "10",
                             "--out", str(tmp_path)])
     assert set(results) == {"ippo/seed0", "mappo/seed0", "iql/seed0"}

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from reciprocity.cli import main
-from reciprocity.curves import claim_map, curve_points
+from reciprocity.curves import claim_map, curve_points, curve_table
 from reciprocity.envs import Scenario, get_scenario, parse_strategy
 from reciprocity.envs.config import strategy_tables
 from reciprocity.envs.core import BatchedGame, sample_round_noise
@@ -64,7 +64,7 @@ POLICIES = textwrap.dedent("""
         return np.full(len(obs), next(_calls) % 2)
 
     def raises(obs):
-        raise RuntimeError("boom")
+        raise RuntimeError("boom\\n  and more")
 
     def words(obs):
         return ["yes"] * len(obs)
@@ -311,7 +311,7 @@ def test_signalling_good_only_when_good_lies_between_its_two_rows():
     ("{file}:with_nan", "returned nan (not a finite number) for the observation [0, 1, 0, 1, 1]"),
     ("{file}:out_of_range", "returned 2.0 (outside [0, 1])"),
     ("{file}:sampled", "is not deterministic: return probabilities, not sampled actions"),
-    ("{file}:raises", "RuntimeError: boom"),
+    ("{file}:raises", "RuntimeError: boom and more"),
     ("{file}:words", "expected numbers"),
     ("{file}:nothing", "has no 'nothing'"),
     ("{tmp}/missing.py:disc_sj", "no such file"),
@@ -401,8 +401,13 @@ def test_record_from_evaluations_goes_into_the_curves_and_the_claim_map(l6_refer
     assert len(points) == 1 and points[0]["algo"] == "my-ppo"
     assert points[0]["policy_class"] == "own"
     assert "discriminative" in claim_map(points)
-    budgeted = record_from_evaluations(evaluations, ref, name="my-ppo", budget=400)
-    assert budgeted["budget"] == 400 and curve_points([budgeted])[0]["budget"] == 400
+    budgeted = record_from_evaluations(evaluations, ref, name="my-ppo", budget=400,
+                                       interactions=6400, wall_seconds=12.5)
+    point = curve_points([budgeted])[0]
+    assert (point["budget"], point["interactions_per_seed"], point["wall_seconds"]) == \
+        (400, 6400, 12.5)
+    assert "| discriminative | 400 | own |" in claim_map([point])
+    assert "my-ppo" in curve_table([point], "discriminative")
 
 
 def test_record_refuses_mixed_scenarios_and_empty_lists(l6_reference):
