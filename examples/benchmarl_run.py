@@ -4,7 +4,10 @@
 ``Benchmark`` builds one ``Experiment`` per (algorithm, seed) and runs it. The defaults run
 IPPO, MAPPO and IQL on the flagship with a small budget (50 s in all on a quiet core) and
 print each experiment's last mean episode return and payoff per round; BenchMARL writes its
-CSV logs and JSON results under ``--out``. Needs the ``[torchrl]`` extra::
+CSV logs and JSON results under ``--out``. The experiments start from the recommended config,
+``reciprocity.integrations.benchmarl.experiment_config()``: evaluation samples from the policy
+(BenchMARL's greedy default scored 0.0 on many-learners-v0 while the policy earned;
+``--greedy-evaluation`` brings it back). Needs the ``[torchrl]`` extra::
 
     python examples/benchmarl_run.py
     python examples/benchmarl_run.py --scenario many-learners-v0 --algorithms mappo qmix \\
@@ -32,15 +35,19 @@ from benchmarl.benchmark import Benchmark
 from benchmarl.experiment import ExperimentConfig
 from benchmarl.models.mlp import MlpConfig
 
+from reciprocity.integrations.benchmarl import experiment_config as recommended_config
 from reciprocity.integrations.benchmarl import task
 
 ALGORITHMS = {"ippo": IppoConfig, "mappo": MappoConfig, "iql": IqlConfig, "vdn": VdnConfig,
               "qmix": QmixConfig, "masac": MasacConfig, "isac": IsacConfig}
 
 
-def experiment_config(frames: int, batch: int, out: Path) -> ExperimentConfig:
-    """BenchMARL's default experiment config, scaled down to a small CPU budget."""
-    config = ExperimentConfig.get_from_yaml()
+def experiment_config(frames: int, batch: int, out: Path,
+                      greedy_evaluation: bool = False) -> ExperimentConfig:
+    """The recommended experiment config (BenchMARL's defaults, evaluated stochastically: the
+    greedy output of a learner this early defects everywhere), scaled down to a small CPU
+    budget. ``greedy_evaluation`` restores BenchMARL's deterministic evaluation."""
+    config = recommended_config(evaluation_deterministic_actions=greedy_evaluation)
     config.max_n_frames = frames
     config.lr = 3e-3
     config.on_policy_collected_frames_per_batch = batch
@@ -55,8 +62,6 @@ def experiment_config(frames: int, batch: int, out: Path) -> ExperimentConfig:
     config.exploration_anneal_frames = frames // 2
     config.evaluation_interval = frames  # evaluate once, at the end
     config.evaluation_episodes = 2
-    config.render = False
-    config.loggers = ["csv"]
     config.save_folder = str(out)
     return config
 
@@ -73,6 +78,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarl"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--greedy-evaluation", action="store_true",
+                        help="evaluate with greedy actions (BenchMARL's default) instead of "
+                             "sampling from the policy")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +88,8 @@ def main(argv=None) -> dict:
         algorithm_configs=[ALGORITHMS[name].get_from_yaml() for name in args.algorithms],
         tasks=[task(args.scenario, max_rounds=args.max_rounds)],
         seeds=set(args.seeds),
-        experiment_config=experiment_config(args.frames, args.batch, args.out),
+        experiment_config=experiment_config(args.frames, args.batch, args.out,
+                                            args.greedy_evaluation),
         model_config=MlpConfig.get_from_yaml(),
         critic_model_config=MlpConfig.get_from_yaml())
     results = {}
