@@ -125,6 +125,37 @@ def test_aec_mode_credits_each_agent_its_payoff(scenario):
     assert np.any(expected != 0)
 
 
+@pytest.mark.parametrize("api", ["parallel", "aec"])
+@pytest.mark.parametrize("scenario", [MANY, "many-learners-majority-v0"])
+def test_record_infos_off_through_the_wrapper(scenario, api):
+    """``record_infos=False``: TorchRL's specs pass with ``("agents", "info", "phase")`` as the
+    only info entry, and the rollout (observations, rewards, state, dones) is the default one."""
+    kwargs = {"api": api, "max_rounds": 3, "seed": 4}
+    slim, full = make_env(scenario, record_infos=False, **kwargs), make_env(scenario, **kwargs)
+    check_env_specs(slim, seed=0)
+    info_keys = set(slim.observation_spec[GROUP, "info"].keys())
+    assert info_keys == {"phase"}
+    assert {"phase", "round", "reputation", "record_actions"} <= \
+        set(full.observation_spec[GROUP, "info"].keys())
+    slim.set_seed(4)
+    full.set_seed(4)
+    action_key = (GROUP, "action")
+    ones = torch.ones(slim.full_action_spec[action_key].shape, dtype=torch.int64)
+
+    def policy(td):
+        return td.set(action_key, ones)
+
+    a = slim.rollout(100, policy, break_when_any_done=True)
+    b = full.rollout(100, policy, break_when_any_done=True)
+    assert a.batch_size == b.batch_size and a.batch_size[0] >= 6  # 3 rounds or more
+    for key in [(GROUP, "observation"), ("next", GROUP, "reward"), ("next", "truncated"),
+                ("next", GROUP, "info", "phase"), "state"]:
+        torch.testing.assert_close(a[key], b[key])
+    phases = a["next", GROUP, "info", "phase"]
+    assert set(phases.unique().tolist()) == \
+        set(range(1 + get_scenario(scenario).observers_per_interaction))
+
+
 def test_mappo_modules_and_policy_table():
     env = make_env(MANY, max_rounds=3, seed=0)
     policy, critic = mappo_modules(env, hidden=8)

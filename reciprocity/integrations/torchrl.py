@@ -46,8 +46,8 @@ def _require_torchrl():
 
 
 def make_env(scenario: str | Path | Scenario, *, api: str = "parallel",
-             return_state: bool = True, seed: int | None = None, device: str = "cpu",
-             **overrides: Any):
+             return_state: bool = True, record_infos: bool = True, seed: int | None = None,
+             device: str = "cpu", **overrides: Any):
     """A scenario as TorchRL's ``PettingZooWrapper``.
 
     Args:
@@ -55,18 +55,24 @@ def make_env(scenario: str | Path | Scenario, *, api: str = "parallel",
         api: ``"parallel"`` (one TorchRL step = one phase, every agent acts) or ``"aec"`` (one
             TorchRL step = one agent's move; ``use_mask=True`` marks the acting agent).
         return_state: put :meth:`state` at the root ``"state"`` key (centralised critics).
+        record_infos: keep the round's public record in the infos (default). ``False`` leaves
+            ``"phase"`` alone: the wrapper copies and tensorises every info value of every agent
+            on every step, so this steps faster (docs/performance.md); the record stays
+            available from the environment's ``public_record()``.
         seed: seed of the first reset.
         device: TorchRL device of the tensordicts.
         **overrides: environment constructor keywords (``max_rounds``, ``benefit``, ...).
 
     All focal agents form one group, :data:`GROUP` (``"agents"``): entries are
     ``("agents", "observation")`` (F, 5), ``("agents", "action")`` (F,) int64 (categorical),
-    ``("agents", "reward")`` (F, 1), ``("agents", "info", key)`` for every info key.
+    ``("agents", "reward")`` (F, 1), ``("agents", "info", key)`` for every info key
+    (``("agents", "info", "phase")`` only with ``record_infos=False``).
     """
     _require_torchrl()
     from torchrl.envs.libs.pettingzoo import PettingZooWrapper
     from torchrl.envs.utils import MarlGroupMapType
 
+    overrides["record_infos"] = record_infos
     if api == "parallel":
         env, extra = make_parallel(scenario, **overrides), {}
     elif api == "aec":
@@ -156,7 +162,8 @@ def train_mappo(scenario: str | Path | Scenario, config: MappoConfig | None = No
 
     One iteration collects ``frames_per_batch`` parallel steps with TorchRL's ``Collector``,
     computes GAE advantages with the critic, and takes ``epochs`` passes of minibatch PPO
-    updates. ``overrides`` are environment keywords (``max_rounds``, ...). Torch's thread count
+    updates. ``overrides`` are environment keywords (``max_rounds``, ...; ``record_infos``
+    defaults to False here: the loop reads no infos). Torch's thread count
     is the caller's choice: on a small machine set ``torch.set_num_threads(1)`` first (the
     networks are tiny; more threads only add overhead).
 
@@ -174,6 +181,8 @@ def train_mappo(scenario: str | Path | Scenario, config: MappoConfig | None = No
 
     cfg = config or MappoConfig()
     torch.manual_seed(cfg.seed)
+    # the loop reads observations, rewards and the state, never the infos: leave the record out
+    overrides.setdefault("record_infos", False)
     env = make_env(scenario, seed=cfg.seed, return_state=cfg.centralised_critic, **overrides)
     n_agents = len(env.group_map[GROUP])
     policy, critic = mappo_modules(env, hidden=cfg.hidden, share_params=cfg.share_params,
