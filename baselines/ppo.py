@@ -32,6 +32,7 @@ cross an episode end (the next decision belongs to a fresh game).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 
@@ -41,6 +42,7 @@ from ..agents.rollout import Rollout
 from ..agents.seeding import per_row, row_seeds
 from ..envs.config import EnvConfig
 from ..envs.vector import observations
+from ..learners import LEARNING_RATES, POLICY_CLASSES, ROUNDS_PER_UPDATE
 from .reinforce import (
     ValueFunction,
     clip_grad_norm_per_learner_,
@@ -162,6 +164,34 @@ class PPO:
             seed per seed row (S of them; row s then runs as it would alone).
         device: torch device.
     """
+
+    # the declaration (reciprocity.learners)
+    name = "ppo"
+    config_class = PPOConfig
+    policy_classes = POLICY_CLASSES
+    colour = "tab:orange"
+    sample_based = True
+    tuning_space: ClassVar[dict] = {
+        "lr": LEARNING_RATES, "rounds_per_update": ROUNDS_PER_UPDATE,
+        "gamma": (0.97, 0.99), "gae_lambda": (0.9, 0.95, 1.0),
+        "num_epochs": (2, 4, 8), "entropy_coef": (0.0, 0.01)}
+
+    @staticmethod
+    def relative_cost(config: PPOConfig, num_agents: int) -> float:
+        """Every decision is revisited ``num_epochs`` times (forward and backward)."""
+        return 2.0 * config.num_epochs
+
+    @staticmethod
+    def check_run(config: PPOConfig, collections: list[int], num_envs: int) -> None:
+        """PPO normalises advantages within a minibatch: one decision has no spread (NaN)."""
+        for length in sorted(set(collections)):
+            size = 2 * length * num_envs // config.num_minibatches
+            if size < 2:
+                raise ValueError(
+                    f"num_minibatches: a collection of {length} round(s) x {num_envs} "
+                    f"game(s) gives PPO minibatches of {size} decision(s) (2 x rounds x "
+                    f"num_envs / num_minibatches); at least 2 are needed: lower "
+                    f"num_minibatches or raise num_envs or rounds")
 
     def __init__(self, config: PPOConfig, env_config: EnvConfig, batch_shape, seed: int = 0,
                  device: str | torch.device = "cpu"):

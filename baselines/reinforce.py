@@ -35,6 +35,7 @@ observation and the position only, never on the decision, so the gradient stays 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ from ..agents.rollout import Rollout
 from ..agents.seeding import per_row, row_seeds
 from ..envs.config import EnvConfig
 from ..envs.vector import observations
+from ..learners import LEARNING_RATES, POLICY_CLASSES, ROUNDS_PER_UPDATE
 
 __all__ = [
     "Reinforce",
@@ -220,6 +222,22 @@ class Reinforce:
             row s then starts as it would alone).
         device: torch device.
     """
+
+    # the declaration (reciprocity.learners)
+    name = "reinforce"
+    config_class = ReinforceConfig
+    policy_classes = POLICY_CLASSES
+    colour = "tab:green"
+    sample_based = True
+    tuning_space: ClassVar[dict] = {
+        "lr": LEARNING_RATES, "rounds_per_update": ROUNDS_PER_UPDATE,
+        "gamma": (0.95, 0.97, 0.99), "baseline": ("learned", "running_mean"),
+        "entropy_coef": (0.0, 0.01)}
+
+    @staticmethod
+    def relative_cost(config: ReinforceConfig, num_agents: int) -> float:
+        """One forward and backward pass over every decision."""
+        return 2.0
 
     def __init__(self, config: ReinforceConfig, env_config: EnvConfig, batch_shape, seed: int = 0,
                  device: str | torch.device = "cpu"):

@@ -65,8 +65,9 @@ from reciprocity.agents.rg import ReciprocityGradient, RGConfig
 from reciprocity.agents.rollout import collect
 from reciprocity.envs import EnvConfig, get_scenario
 from reciprocity.envs.vector import VectorGame
+from reciprocity.learners import BUILTIN, get_algorithm
 
-ALGOS = ("rg", "ppo", "reinforce")
+ALGOS = tuple(BUILTIN)
 #: L6-v0 and the flagship: the scenarios of the wall-clock target
 TARGET_SCENARIOS = ("L6-v0", "discriminators-vs-defectors-v0")
 
@@ -127,12 +128,12 @@ def discriminating(action_probs: np.ndarray) -> bool:
 
 def time_to_discriminate(algo: str, budget: int, seed: int) -> tuple[float | None, int | None,
                                                                      float]:
-    from reciprocity.train import TrainConfig, algorithm
+    from reciprocity.train import TrainConfig
 
     config = TrainConfig("L6-v0", algo=algo, seeds=(seed,), rounds=budget)
     env_config = get_scenario("L6-v0").env_config
-    learner_cls, config_cls = algorithm(algo)
-    learner = learner_cls(config_cls(), env_config, (1, 1), seed=seed)
+    algorithm = get_algorithm(algo)
+    learner = algorithm.learner(algorithm.defaults(), env_config, (1, 1), seed=seed)
     game = VectorGame(env_config, config.num_envs, seed=seed)
     game.reset()
     rng = np.random.default_rng(seed)
@@ -194,10 +195,9 @@ class Stopwatch:
 def profile_run(scenario: str, algo: str, rounds: int, seed: int = 0) -> dict:
     """Seconds of one single-seed training run, by part (the loop of ``train``)."""
     from reciprocity.evaluation import evaluate_tables, protocol_for
-    from reciprocity.train import algorithm
-
     env_config = get_scenario(scenario).env_config
-    learner_cls, config_cls = algorithm(algo)
+    algorithm = get_algorithm(algo)
+    learner_cls, config_cls = algorithm.learner, algorithm.config
     watch = Stopwatch()
     start = time.perf_counter()
     protocol = protocol_for(env_config)      # the burn-in from the model, once per scenario

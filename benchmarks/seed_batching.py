@@ -28,7 +28,9 @@ import subprocess
 import sys
 import time
 
-ALGOS = ("rg", "ppo", "reinforce")
+from reciprocity.learners import BUILTIN
+
+ALGOS = tuple(BUILTIN)
 SCENARIOS = ("L6-v0", "many-learners-v0")
 
 

@@ -13,7 +13,7 @@ from .norms import (
 )
 from .scenarios import Scenario, get_scenario, load_scenario, make, make_parallel, register
 from .scenarios import scenarios as scenarios
-from .simulate import SimulationResult, simulate
+from .simulate import SimulationResult, play_scenario, simulate
 
 __all__ = [
     "ACTION_CONTEXTS",
@@ -35,6 +35,7 @@ __all__ = [
     "make",
     "make_parallel",
     "parse_strategy",
+    "play_scenario",
     "register",
     "sample_round_noise",
     "scenarios",

@@ -39,6 +39,7 @@ import torch
 from .agents.attribution import HEADS, Attribution, attribute
 from .agents.rg import ReciprocityGradient, RGConfig
 from .agents.rollout import collect
+from .engine import Engine, Job
 from .envs.norms import (
     ACTION_CONTEXTS,
     SIGNAL_CONTEXTS,
@@ -48,7 +49,9 @@ from .envs.norms import (
 )
 from .envs.scenarios import Scenario, get_scenario
 from .envs.vector import VectorGame
-from .runfolder import open_run, save_figure, write_block, write_text
+from .learners import BUILTIN, lookup
+from .report import pyplot, save_figure, write_block
+from .runfolder import open_run, write_text
 
 CONTEXTS = {"action": ACTION_CONTEXTS, "signal": SIGNAL_CONTEXTS}
 #: Games of the fresh public record (as many as a training run plays per seed by default).
@@ -373,10 +376,7 @@ def plot_heads(ax_action, ax_signal, ax_cumulative, record: dict, title: str = "
 
 
 def plot_record(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.2),
                              gridspec_kw={"width_ratios": [1.3, 1.3, 1]})
@@ -424,7 +424,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 # The results section
 # ----------------------------------------------------------------------------------------------
 
-ALGOS = ("rg", "ppo", "reinforce")
+ALGOS = tuple(BUILTIN)
 #: (entry, scenario, what is attributed: a run of an algorithm trained for the report or a
 #: strategy, the strategy the trained learners start from)
 REPORT_ENTRIES = (
@@ -450,38 +450,50 @@ REPORT_COMMAND = ("reciprocity attribute --report --out docs/attribution --doc d
                   "--overwrite")
 
 
-def write_report(out: str | Path, doc: str | Path | None = None, *, quick: bool = False,
-                 progress: bool = True) -> list[dict]:
-    """Train the short runs of :data:`REPORT_PLAN` (1000 rounds x 16 games, seed 0; the learners
-    of the many-learners scenarios start as ideal discriminators) in a temporary folder,
-    attribute them and the strategies, and write ``<out>/<entry>/attribution.{json,png}``,
-    ``<out>/overview.png`` and, with ``doc``, the generated section of that file."""
+def report_entry(entry: tuple, plan: dict, out: str) -> dict:
+    """One entry of the report (a job of :class:`reciprocity.engine.Engine`): train its run in a
+    temporary folder (a strategy needs none), attribute it, write ``<out>/<entry>/``; returns
+    the attribution record."""
     from .train import TrainConfig, train
 
+    name, scenario, what, init = entry
+    torch.set_num_threads(1)
+    if lookup(what) is not None:  # an algorithm: a run trained for the report
+        with tempfile.TemporaryDirectory(prefix="attribution-run-") as runs:
+            run = Path(runs) / name
+            train(TrainConfig(scenario, algo=what, seeds=(0,), init_policy=init,
+                              save_checkpoint=False, tensorboard=False, **plan["train"]),
+                  run, progress=False)
+            subject = from_run(run)
+        # the run folder is temporary: record how it was trained instead
+        subject.source = {"trained": {"algo": what, "seeds": [0], "init_policy": init,
+                                      **plan["train"]}}
+    else:
+        subject = from_policy(scenario, what)
+    record = write_attribution(Path(out) / name, subject, **plan["attribution"])
+    record["entry"] = name
+    return record
+
+
+def write_report(out: str | Path, doc: str | Path | None = None, *, quick: bool = False,
+                 progress: bool = True, engine: Engine | None = None) -> list[dict]:
+    """Train the short runs of :data:`REPORT_PLAN` (1000 rounds x 16 games, seed 0; the learners
+    of the many-learners scenarios start as ideal discriminators), attribute them and the
+    strategies (one job per entry, on ``engine``), and write
+    ``<out>/<entry>/attribution.{json,png}``, ``<out>/overview.png`` and, with ``doc``, the
+    generated section of that file."""
     plan = QUICK_PLAN if quick else REPORT_PLAN
+    engine = engine or Engine(progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    records = []
-    with tempfile.TemporaryDirectory(prefix="attribution-runs-") as runs:
-        for name, scenario, what, init in plan["entries"]:
-            if what in ALGOS:
-                run = Path(runs) / name
-                train(TrainConfig(scenario, algo=what, seeds=(0,), init_policy=init,
-                                  save_checkpoint=False, tensorboard=False, **plan["train"]),
-                      run, progress=False)
-                subject = from_run(run)
-                # the run folder is temporary: record how it was trained instead
-                subject.source = {"trained": {"algo": what, "seeds": [0], "init_policy": init,
-                                              **plan["train"]}}
-            else:
-                subject = from_policy(scenario, what)
-            record = write_attribution(out / name, subject, **plan["attribution"])
-            record["entry"] = name
-            records.append(record)
-            if progress:
-                print(summary_line(record), flush=True)
+    jobs = [Job(report_entry, (entry, plan, str(out)),
+                cost=1.0 if lookup(entry[2]) is None else 10.0 * entry_size(entry))
+            for entry in plan["entries"]]
+    records = engine.run(jobs, "attribution", unit="entry")
     if progress:
+        for record in records:
+            print(summary_line(record), flush=True)
         print(f"{len(records)} attributions in {(time.perf_counter() - started) / 60:.1f} min")
     plot_overview(records, out / "overview.png")
     if doc is not None:
@@ -489,12 +501,15 @@ def write_report(out: str | Path, doc: str | Path | None = None, *, quick: bool 
     return records
 
 
+def entry_size(entry: tuple) -> float:
+    """Agents x learners of an entry's scenario (its training cost grows with both)."""
+    scenario = get_scenario(entry[1])
+    return float(len(scenario.population) * scenario.num_focal)
+
+
 def plot_overview(records: list[dict], path: Path) -> None:
     """One row per RG run and strategy: the two heat-maps and the cumulative shares."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in records if r["policy"] != "ppo" and r["policy"] != "reinforce"]
     fig, axes = plt.subplots(len(rows), 3, figsize=(15, 2.6 * len(rows)), squeeze=False,
@@ -569,16 +584,18 @@ def attribute_command(*, out: str | Path, run: str | Path | None = None,
                       scenario: str | None = None, policy: str | None = None,
                       report: bool = False, doc: str | Path | None = None, quick: bool = False,
                       progress: bool = True, overwrite: bool = False,
-                      **options) -> list[dict]:
+                      engine: Engine | None = None, **options) -> list[dict]:
     """``reciprocity attribute``: a run folder (``run``), a strategy in a scenario (``scenario``
-    and ``policy``) or the results section (``report``); ``options`` as
-    :func:`attribute_subject`. ``out`` is a run folder (:func:`reciprocity.runfolder.open_run`:
-    a folder holding another run is refused unless ``overwrite``). Prints one summary line per
-    attribution."""
+    and ``policy``) or the results section (``report``, its entries run on ``engine``);
+    ``options`` as :func:`attribute_subject`. ``out`` is a run folder
+    (:func:`reciprocity.runfolder.open_run`: a folder holding another run is refused unless
+    ``overwrite``). Prints one summary line per attribution."""
     subject = None
     if not report:  # read and check what to attribute before touching the output folder
         if doc is not None or quick:
             raise ValueError("attribute: --doc and --quick go with --report")
+        if engine is not None:
+            raise ValueError("attribute: an engine (--backend, --workers) goes with --report")
         if run is not None and policy is not None:
             raise ValueError("attribute: --policy goes with --scenario ID (a run brings its "
                              "own)")
@@ -593,7 +610,8 @@ def attribute_command(*, out: str | Path, run: str | Path | None = None,
               "policy": policy, "report": report, "quick": quick, **options}
     with open_run(out, "attribute", config, overwrite=overwrite) as folder:
         if report:
-            records = write_report(folder.path, doc, quick=quick, progress=progress)
+            records = write_report(folder.path, doc, quick=quick, progress=progress,
+                                   engine=engine)
         else:
             records = [write_attribution(folder.path, subject, **options)]
             if progress:

@@ -36,40 +36,37 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .curves import (
-    ALGO_COLOURS,
-    GROUP_TITLES,
-    GROUPS,
-    claim_map,
-    curve_points,
-    curve_table,
-    plot_curves,
-)
+from .curves import GROUP_TITLES, GROUPS, claim_map, curve_points, curve_table, plot_curves
+from .engine import Cell, Engine, ReferenceRequest, References, write_references
 from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
 from .envs.scenarios import get_scenario, scenarios
 from .institutions import QUICK as INSTITUTIONS_QUICK
 from .institutions import InstitutionsConfig, run_institutions
+from .learners import BUILTIN, POLICY_CLASSES, get_algorithm, rank
 from .records import build_record
-from .runfolder import open_run, save_figure, write_block, write_json, write_text
-from .stats import format_interval
-from .tuning import (
-    ALGOS,
-    BUDGETS,
-    POLICY_CLASSES,
-    QUICK,
-    TuningConfig,
-    selected_params,
-    train_job,
+from .report import (
+    colour,
+    format_interval,
+    label,
+    line_style,
+    panel_grid,
+    pyplot,
+    reference_words,
+    save_figure,
+    seed_words,
+    wrapped,
+    write_block,
 )
+from .runfolder import open_run, write_json, write_text
+from .tuning import BUDGETS, QUICK, TuningConfig, run_tuning, selected_params, write_tuning_doc
 
-__all__ = ["ALGOS", "CURVES_EXCLUDED", "BenchmarkConfig", "build_record", "curve_scenarios",
+__all__ = ["CURVES_EXCLUDED", "BenchmarkConfig", "curve_cells", "curve_scenarios",
            "quick_config", "results_table", "run_benchmark", "write_results_table"]
 
 TABLE_START = "<!-- results-table:start -->"
@@ -94,8 +91,8 @@ class BenchmarkConfig:
     """What to run."""
 
     scenarios: tuple[str, ...] = field(default_factory=curve_scenarios)  # see CURVES_EXCLUDED
-    algos: tuple[str, ...] = ALGOS
-    policies: tuple[str, ...] = POLICY_CLASSES  # policy classes
+    algos: tuple[str, ...] = tuple(BUILTIN)  # names or MODULE:CLASS locators
+    policies: tuple[str, ...] = POLICY_CLASSES  # (an algorithm runs in those it has)
     budgets: tuple[int, ...] = BUDGETS  # rounds per game, identical for all algorithms
     main_budget: int = 1000  # the budget of the per-scenario table and policy figures
     seeds: int = 5  # seeds 0..seeds-1 per (scenario, algorithm, policy class)
@@ -103,7 +100,6 @@ class BenchmarkConfig:
     eval_envs: int = 256  # evaluation games per learner (= confirm_envs: paired games)
     search_envs: int = 32  # games per candidate in the reference search
     confirm_envs: int = 256  # fresh games confirming the reference (= eval_envs)
-    workers: int = 2  # processes
     tuning: TuningConfig | None = field(default_factory=TuningConfig)  # None: the defaults
     algo_config: dict = field(default_factory=dict)  # {algo: {hyper-parameter: value}} on top
     # the institutions study (stage 5; None: skipped)
@@ -113,12 +109,17 @@ class BenchmarkConfig:
         for name in ("scenarios", "algos", "policies", "budgets"):
             setattr(self, name, tuple(getattr(self, name)))
         self.budgets = tuple(sorted(self.budgets))
+        for algo in self.algos:
+            get_algorithm(algo)
         if self.main_budget not in self.budgets:
             raise ValueError(f"main_budget {self.main_budget} must be one of the budgets "
                              f"{self.budgets}")
         if self.tuning is not None and set(self.budgets) - set(self.tuning.budgets):
             raise ValueError(f"budgets {self.budgets} must be tuned: tuning.budgets is "
                              f"{self.tuning.budgets}")
+        if self.tuning is not None:  # the search covers what the benchmark runs
+            self.tuning = dataclasses.replace(self.tuning, algos=self.algos,
+                                              policies=self.policies)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -140,7 +141,8 @@ def quick_config(**overrides) -> BenchmarkConfig:
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str | Path | None = None,
                   tuning_doc: str | Path | None = None, progress: bool = True,
                   write_table: bool = True, command: str | None = None,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, engine: Engine | None = None,
+                  extra_evaluations: list[dict] | None = None) -> dict:
     """Run everything and write the outputs; returns ``results.json``'s content.
 
     Args:
@@ -150,6 +152,12 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str |
         command: the command line quoted in the generated blocks (default: the plain
             ``reciprocity benchmark --out OUT --overwrite``).
         overwrite: replace a folder that holds another run (otherwise refused).
+        engine: runs the jobs (default: a local pool of 2 processes).
+        extra_evaluations: evaluations of policies trained elsewhere (the evaluation.json of
+            ``reciprocity evaluate --policy``, :func:`reciprocity.own_policy.evaluate_policy`),
+            by the benchmark's protocol; those of one policy (``algo``) and scenario are its
+            seeds. They become records (policy class ``own``) in the per-scenario table, the
+            policy heat-maps and the claim map beside the benchmark's own.
     """
     from .runfolder import read_json
 
@@ -157,97 +165,100 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str |
         tuning = read_json(tuning, "--tuning", required=("selected", "candidates"))
     identity = {"benchmark": cfg.to_dict(),
                 "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
-                                                                           "candidates")}}
+                                                                           "candidates")},
+                **({"extra_evaluations": extra_evaluations} if extra_evaluations else {})}
+    engine = engine or Engine(progress=progress)
     with open_run(out, "benchmark", identity, overwrite=overwrite) as folder:
         results = _run_benchmark(cfg, folder.path, tuning, tuning_doc, progress, write_table,
-                                 command)
+                                 command, engine, list(extra_evaluations or []))
         folder.complete()
     return results
 
 
-def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_doc,
-                   progress: bool, write_table: bool, command: str | None) -> dict:
-    from tqdm.auto import tqdm
-
-    from .sweep import _reference_job, _run_local
+def curve_cells(cfg: BenchmarkConfig, refs: dict, tuning: dict | None) -> list[Cell]:
+    """Every (scenario, algorithm, policy class), its budgets grouped by their tuned
+    hyper-parameters: one run per group playing its largest budget, snapshotted at each."""
     from .train import TrainConfig
-    from .tuning import run_tuning, write_tuning_doc
 
+    cells = []
+    for s in cfg.scenarios:
+        sid = get_scenario(s).id
+        for algo in cfg.algos:
+            algorithm = get_algorithm(algo)
+            for policy in (p for p in cfg.policies if p in algorithm.policy_classes):
+                groups: dict[str, list[int]] = {}
+                for b in cfg.budgets:
+                    params = {**selected_params(tuning, algorithm.name, policy, b),
+                              **cfg.algo_config.get(algorithm.name, {})}
+                    groups.setdefault(json.dumps(params, sort_keys=True), []).append(b)
+                for key, budgets in groups.items():
+                    params = json.loads(key)
+                    config = TrainConfig(
+                        s, algo=algorithm.locator, seeds=tuple(range(cfg.seeds)),
+                        rounds=max(budgets), num_envs=cfg.num_envs, eval_envs=cfg.eval_envs,
+                        eval_rounds=refs[sid]["rounds"], eval_burn_in=refs[sid]["burn_in"],
+                        eval_budgets=tuple(budgets), algo_config={**params, "policy": policy},
+                        checkpoint_every=0, save_checkpoint=False, tensorboard=False)
+                    run_dir = f"runs/{sid}/{algorithm.name}-{policy}/budgets_" + \
+                        "_".join(map(str, budgets))
+                    cells.append(Cell(config, run_dir, {
+                        "scenario": sid, "algo": algorithm.name, "policy": policy,
+                        "params": params, "budgets": budgets}))
+    return cells
+
+
+def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_doc,
+                   progress: bool, write_table: bool, command: str | None, engine: Engine,
+                   extra_evaluations: list[dict]) -> dict:
     command = command or f"reciprocity benchmark --out {out.as_posix()} --overwrite"
     start = time.perf_counter()
     ids = {s: get_scenario(s).id for s in cfg.scenarios}
     tuning_scenarios = [] if cfg.tuning is None or tuning is not None else \
         [s for s in cfg.tuning.scenarios if get_scenario(s).id not in ids.values()]
-    wanted = list(cfg.scenarios) + tuning_scenarios
-    bar = tqdm(total=len(wanted), desc="references", disable=not progress, unit="job")
-    refs = {r["scenario"]: r for r in _run_local(
-        [(_reference_job, s, cfg.search_envs, cfg.confirm_envs, None) for s in wanted],
-        cfg.workers, bar)}
-    bar.close()
-    (out / "references").mkdir(exist_ok=True)
-    for ref in refs.values():
-        write_json(out / "references" / f"{ref['scenario']}.json", ref)
+    cache = References()
+    refs = engine.references([ReferenceRequest.of(s, search_envs=cfg.search_envs,
+                                                  confirm_envs=cfg.confirm_envs)
+                              for s in [*cfg.scenarios, *tuning_scenarios]], cache)
+    write_references(out, refs)
 
     if tuning is None and cfg.tuning is not None:
-        tuning_cfg = dataclasses.replace(cfg.tuning, workers=cfg.workers, references=refs)
-        tuning = run_tuning(tuning_cfg, out, progress=progress)
+        tuning = run_tuning(cfg.tuning, out, engine=engine, references=cache, progress=progress)
     if tuning is not None and tuning_doc is not None:
         write_tuning_doc(tuning_doc, tuning, command)
 
-    runs = []  # (scenario id, algo, policy, params, budgets, TrainConfig, run dir)
-    for s, sid in ids.items():
-        for algo in cfg.algos:
-            for policy in cfg.policies:
-                groups: dict[str, list[int]] = {}
-                for b in cfg.budgets:
-                    params = {**selected_params(tuning, algo, policy, b),
-                              **cfg.algo_config.get(algo, {})}
-                    groups.setdefault(json.dumps(params, sort_keys=True), []).append(b)
-                for key, budgets in groups.items():
-                    params = json.loads(key)
-                    config = TrainConfig(
-                        s, algo=algo, seeds=tuple(range(cfg.seeds)), rounds=max(budgets),
-                        num_envs=cfg.num_envs, eval_envs=cfg.eval_envs,
-                        eval_rounds=refs[sid]["rounds"], eval_burn_in=refs[sid]["burn_in"],
-                        eval_budgets=tuple(budgets), algo_config={**params, "policy": policy},
-                        checkpoint_every=0, save_checkpoint=False, tensorboard=False)
-                    run_dir = out / "runs" / sid / f"{algo}-{policy}" / \
-                        ("budgets_" + "_".join(map(str, budgets)))
-                    runs.append((sid, algo, policy, params, budgets, config, run_dir))
-    order = sorted(range(len(runs)), key=lambda k: -_cost(runs[k]))
-    bar = tqdm(total=len(runs), desc="benchmark runs", disable=not progress, unit="run")
-    results = _run_local([(train_job, runs[k][5], str(runs[k][6])) for k in order],
-                         cfg.workers, bar)
-    bar.close()
-    run_metrics = dict(zip(order, results, strict=True))
-
+    cells = curve_cells(cfg, refs, tuning)
+    run_metrics = engine.train(cells, out, desc="benchmark runs")
     records = []
-    for k, (sid, algo, policy, params, budgets, _, run_dir) in enumerate(runs):
-        write_json(run_dir / "params.json", params)
-        for b in budgets:
+    for cell, metrics in zip(cells, run_metrics, strict=True):
+        meta = cell.meta
+        write_json(out / cell.run_dir / "params.json", meta["params"])
+        for b in meta["budgets"]:
             per_seed = [{**{key: v for key, v in m.items() if key != "budgets"},
                          **next(e for e in m["budgets"] if e["rounds"] == b)}
-                        for m in run_metrics[k]]
-            record = build_record(sid, algo, per_seed, refs[sid], params)
-            record.update(policy_class=policy, budget=b,
-                          run=run_dir.relative_to(out).as_posix())
+                        for m in metrics]
+            record = build_record(meta["scenario"], meta["algo"], per_seed,
+                                  refs[meta["scenario"]], meta["params"])
+            record.update(policy_class=meta["policy"], budget=b, run=cell.run_dir)
             records.append(record)
-    records.sort(key=lambda r: (list(ids.values()).index(r["scenario"]), ALGOS.index(r["algo"]),
+    order = list(ids.values())
+    records.sort(key=lambda r: (order.index(r["scenario"]), rank(r["algo"]),
                                 POLICY_CLASSES.index(r["policy_class"]), r["budget"]))
-    points = curve_points(records)
+    extra = extra_records(extra_evaluations, refs)
+    points = curve_points(records + extra)
     meta = {"config": cfg.to_dict(), "wall_seconds": time.perf_counter() - start,
-            "cpu_count": os.cpu_count(), "command": command,
+            **engine.describe(), "command": command,
             "tuning": "defaults" if tuning is None else "tuned per budget (tuning.json)"}
-    results_json = {"config": meta["config"], "records": records, "curves": points}
+    results_json = {"config": meta["config"], "records": records, "curves": points,
+                    **({"extra_records": extra} if extra else {})}
     write_json(out / "results.json", results_json)
     write_json(out / "benchmark.json", meta)
 
     scenario_ids = list(ids.values())
     main = [r for r in records if r["budget"] == cfg.main_budget]
     main_runs = {(r["scenario"], r["algo"], r["policy_class"]): out / r["run"] for r in main}
-    for group in dict.fromkeys(p["group"] for p in points):
+    for group in dict.fromkeys(p["group"] for p in points if p["budget"] is not None):
         plot_curves(out, points, group, cfg.seeds)
-    plot_policy_heatmaps(out, scenario_ids, main, refs)
+    plot_policy_heatmaps(out, scenario_ids, main + extra, refs)
     plot_learning_curves(out, scenario_ids, main_runs, refs)
     for sid in scenario_ids:
         plot_scenario(out, sid, [r for r in records if r["scenario"] == sid], refs[sid],
@@ -255,43 +266,36 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_
     if write_table:
         write_results_table(out, results_json, meta, refs)
     if cfg.institutions is not None:
-        run_institutions(dataclasses.replace(cfg.institutions, workers=cfg.workers),
-                         out / "institutions", refs=refs, tuning=tuning,
-                         doc=out.with_suffix(".md") if write_table else None,
-                         progress=progress, command=command)
+        run_institutions(cfg.institutions, out / "institutions", references=cache,
+                         tuning=tuning, doc=out.with_suffix(".md") if write_table else None,
+                         progress=progress, command=command, engine=engine)
     return results_json
 
 
-def _cost(run) -> float:
-    """Rough relative cost of a run, to start long ones first."""
-    from .tuning import _cost as tuning_cost
+def extra_records(evaluations: list[dict], refs: dict) -> list[dict]:
+    """Records of policies evaluated elsewhere: one per (scenario, policy name), its evaluations
+    as seeds, scored against the benchmark's reference of that scenario (same game and protocol,
+    or refused)."""
+    from .learners import algorithm_names
+    from .own_policy import record_from_evaluations
 
-    _, algo, policy, params, budgets, config, _ = run
-    s = get_scenario(config.scenario)
-    size = len(s.population) * s.num_focal / 10
-    return size * tuning_cost(algo, policy, {**params, **config.algo_config}, max(budgets))
+    groups: dict[tuple, list[dict]] = {}
+    for e in evaluations:
+        groups.setdefault((e["scenario"], e.get("algo") or "own policy"), []).append(e)
+    records = []
+    for (sid, name), group in groups.items():
+        if sid not in refs:
+            raise ValueError(f"--extra-records: an evaluation of {name!r} on {sid!r}, which the "
+                             f"benchmark does not run (it runs {sorted(refs)})")
+        if name in algorithm_names():
+            raise ValueError(f"--extra-records: the policy {name!r} has the name of an "
+                             "algorithm; rename its function")
+        record = record_from_evaluations(group, refs[sid], name=name)
+        records.append(record)
+    return records
 
 
 # -- figures -----------------------------------------------------------------------------------
-def _grid(n: int, cols: int) -> tuple[int, int]:
-    """(rows, columns) of a panel grid for n panels: no more than cols - 1 empty panels."""
-    cols = max(1, min(n, cols))
-    return -(-n // cols), cols
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _label(algo: str, policy: str) -> str:
-    return f"{algo} ({policy})"
-
-
 def _mean_policy(record: dict) -> list[float]:
     """Mean over seeds (and focal learners) of the 12 probabilities, display order."""
     keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
@@ -301,7 +305,7 @@ def _mean_policy(record: dict) -> list[float]:
 
 def _policy_grid(ref: dict, records: list[dict]) -> tuple[list[str], np.ndarray]:
     keys = [("action", k) for k in ACTION_CONTEXTS] + [("signal", k) for k in SIGNAL_CONTEXTS]
-    labels = ["reference"] + [_label(r["algo"], r["policy_class"]) for r in records]
+    labels = ["reference"] + [label(r["algo"], r["policy_class"]) for r in records]
     grid = [[ref["policy"][h][k] for h, k in keys]] + [_mean_policy(r) for r in records]
     return labels, np.array(grid)
 
@@ -319,18 +323,11 @@ def _draw_policies(ax, labels, grid, *, annotate: bool, ytick_labels: bool = Tru
     return im
 
 
-def _legend_text(width_inches: float) -> str:
-    """The context legend, wrapped to a figure's width."""
-    import textwrap
-
-    return "\n".join(textwrap.wrap(CONTEXT_LEGEND, max(60, int(width_inches * 16))))
-
-
 def plot_policy_heatmaps(out: Path, scenario_ids, records: list[dict], refs: dict) -> Path:
     """One panel per scenario (three per row): rows = reference and every algorithm and policy
     class, columns = the 12 contexts, colour = mean probability of C / Good over seeds."""
-    plt = _pyplot()
-    rows, cols = _grid(len(scenario_ids), 3)
+    plt = pyplot()
+    rows, cols = panel_grid(len(scenario_ids), 3)
     per_panel = 1 + len([r for r in records if r["scenario"] == scenario_ids[0]])
     width = 5.0 * cols
     fig, axes = plt.subplots(rows, cols, figsize=(width, (0.22 * per_panel + 1.1) * rows + 1.4),
@@ -345,7 +342,7 @@ def plot_policy_heatmaps(out: Path, scenario_ids, records: list[dict], refs: dic
     bar = fig.colorbar(im, ax=axes, location="bottom", shrink=min(1.0, 6 / width), aspect=40)
     bar.set_label("probability of C (action head, left of the black line) or Good (signal "
                   "head), mean over seeds", fontsize=8)
-    fig.supxlabel(_legend_text(width), fontsize=7)
+    fig.supxlabel(wrapped(CONTEXT_LEGEND, width), fontsize=7)
     path = out / "policy_heatmaps.png"
     save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -375,8 +372,8 @@ def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
 def plot_learning_curves(out: Path, scenario_ids, runs: dict, refs: dict) -> Path:
     """Training payoff per round against rounds played, one panel per scenario (four per row),
     one line per algorithm and policy class (mean over seeds, smoothed over 5 updates)."""
-    plt = _pyplot()
-    rows, cols = _grid(len(scenario_ids), 4)
+    plt = pyplot()
+    rows, cols = panel_grid(len(scenario_ids), 4)
     fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols + 0.6, 2.8 * rows + 1.0),
                              squeeze=False, layout="constrained")
     for ax, sid in zip(axes.flat, scenario_ids, strict=False):
@@ -384,8 +381,8 @@ def plot_learning_curves(out: Path, scenario_ids, runs: dict, refs: dict) -> Pat
             if scenario != sid:
                 continue
             x, y = _training_curves(run_dir)
-            ax.plot(x, np.nanmean(_smooth(y), axis=1), color=ALGO_COLOURS.get(algo),
-                    ls="-" if policy == "tabular" else "--", label=_label(algo, policy))
+            ax.plot(x, np.nanmean(_smooth(y), axis=1), color=colour(algo),
+                    ls=line_style(policy), label=label(algo, policy))
         ax.axhline(refs[sid]["reference_payoff"], color="k", ls=":", lw=1,
                    label="reference (long run)")
         ax.set_title(sid, fontsize=9)
@@ -410,10 +407,10 @@ def plot_scenario(out: Path, scenario: str, records: list[dict], ref: dict,
     """One scenario: long-run payoff against interactions for every algorithm and policy class
     (left; band: 95% bootstrap over seeds), the learned policies at ``main_budget`` rounds
     (right)."""
-    from .curves import interaction_ticks
+    from .report import interaction_ticks
     from .stats import bootstrap_ci95
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.0), layout="constrained",
                                       gridspec_kw={"width_ratios": [1, 1.3]})
     for algo, policy in dict.fromkeys((r["algo"], r["policy_class"]) for r in records):
@@ -422,11 +419,11 @@ def plot_scenario(out: Path, scenario: str, records: list[dict], ref: dict,
         x = [r["interactions_per_seed"] for r in line]
         stats = [bootstrap_ci95([s["per_interaction_payoff"] for s in r["per_seed"]])
                  for r in line]
-        colour = ALGO_COLOURS.get(algo)
-        left.plot(x, [m for m, _, _ in stats], marker="o", color=colour,
-                  ls="-" if policy == "tabular" else "--", label=_label(algo, policy))
+        c = colour(algo)
+        left.plot(x, [m for m, _, _ in stats], marker="o", color=c, ls=line_style(policy),
+                  label=label(algo, policy))
         left.fill_between(x, [lo for _, lo, _ in stats], [hi for _, _, hi in stats],
-                          color=colour, alpha=0.15, lw=0)
+                          color=c, alpha=0.15, lw=0)
     left.axhline(ref["reference_payoff"], color="k", ls=":", lw=1,
                  label="reference optimum (long run)")
     left.axhline(ref["full_cooperation_payoff"], color="grey", ls="-.", lw=1,
@@ -443,7 +440,7 @@ def plot_scenario(out: Path, scenario: str, records: list[dict], ref: dict,
                     fontsize=9)
     bar = fig.colorbar(im, ax=right, shrink=0.8)
     bar.set_label("P(C) left of the black line, P(Good) right of it", fontsize=8)
-    fig.supxlabel(_legend_text(13), fontsize=7)
+    fig.supxlabel(wrapped(CONTEXT_LEGEND, 13), fontsize=7)
     path = out / f"{scenario}.png"
     save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -451,32 +448,6 @@ def plot_scenario(out: Path, scenario: str, records: list[dict], ref: dict,
 
 
 # -- tables ------------------------------------------------------------------------------------
-SIDES = {"action": ("always D", "always C"), "signal": ("always Bad", "always Good")}
-
-
-def seed_words(record: dict, head: str) -> str:
-    """How the runs' head came out, in words, most frequent first:
-    ``conditional 4/5, always C 1/5``."""
-    labels = []
-    for s in record["per_seed"]:
-        for h in s["heads"].values():
-            d = h[head]
-            labels.append("conditional" if d["diagnosis"] == "context-sensitive" else
-                          SIDES[head][d["side"]] if d["diagnosis"] == "constant" else
-                          "undecided")
-    total = len(labels)
-    counts = {k: labels.count(k) for k in sorted(set(labels), key=lambda k: -labels.count(k))}
-    unit = "" if total == len(record["per_seed"]) else " learners"
-    return ", ".join(f"{k} {n}/{total}{unit}" for k, n in counts.items())
-
-
-def _reference_words(record: dict, head: str) -> str:
-    d = record["reference_heads"][head]
-    if d["diagnosis"] == "constant":
-        return SIDES[head][d["side"]]
-    return "conditional" if d["diagnosis"] == "context-sensitive" else "undecided"
-
-
 def results_table(records: list[dict], refs: dict | None = None) -> str:
     """One row per record: long-run payoff (and the episode payoff where it differs from the
     long run by more than the reference's interval), reference, fraction of the reference,
@@ -494,11 +465,12 @@ def results_table(records: list[dict], refs: dict | None = None) -> str:
                 episode = format_interval(r["episode_payoff"])
         lines.append(
             f"| {r['scenario']} | {r['regime']} | {r['algo']} | {r['policy_class']} | "
-            f"{r['budget']} | {format_interval(r['per_interaction_payoff'])} | {episode} | "
+            f"{'–' if r['budget'] is None else r['budget']} | "
+            f"{format_interval(r['per_interaction_payoff'])} | {episode} | "
             f"{r['reference_payoff']:.3f} | {format_interval(r['reference_performance'])} | "
             f"{format_interval(r['adherence'])} | {seed_words(r, 'action')} | "
-            f"{seed_words(r, 'signal')} | {_reference_words(r, 'action')} / "
-            f"{_reference_words(r, 'signal')} |")
+            f"{seed_words(r, 'signal')} | {reference_words(r, 'action')} / "
+            f"{reference_words(r, 'signal')} |")
     return "\n".join(lines)
 
 
@@ -547,7 +519,8 @@ def write_results_table(out: Path, results: dict, meta: dict, refs: dict) -> Non
         "Burn-in (rounds before the long-run window, from the scenario's dynamics): "
         + ", ".join(f"{s} {b}" for s, b in burn_in.items()) + ".",
         "",
-        results_table([r for r in records if r["budget"] == cfg["main_budget"]], refs),
+        results_table([r for r in records if r["budget"] == cfg["main_budget"]]
+                      + results.get("extra_records", []), refs),
         "",
         f"![policy heat-maps]({out.name}/policy_heatmaps.png)",
         "",

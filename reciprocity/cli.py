@@ -31,9 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .envs import get_scenario, scenarios
-from .envs.config import strategy_tables
-from .envs.core import BatchedGame
-from .envs.norms import parse_strategy
+from .envs.simulate import play_scenario
 
 #: Focal policies played by ``demo``, as strategy specs.
 DEMO_POLICIES = {
@@ -105,28 +103,6 @@ def _cmd_scenarios(args) -> int:
     return 0
 
 
-def play_focal_policy(scenario, spec, rounds: int, num_envs: int, seed: int):
-    """Play a scenario on the core with every focal slot following strategy ``spec``.
-
-    Returns (good fraction per round (rounds,), mean payoff per round of each slot (N,),
-    the public records of game 0 as a list of dicts).
-    """
-    config = scenario.env_config
-    policy = parse_strategy(spec)
-    strategies = [policy if s is None else s for s in config.strategies]
-    action, assess = strategy_tables(strategies)
-    game = BatchedGame(config.params, action, assess, batch=num_envs, seed=seed)
-    good = np.empty(rounds)
-    payoff = np.zeros(config.num_agents)
-    records = []
-    for t in range(rounds):
-        record = game.play_round()
-        good[t] = record.reputation_after.mean()
-        payoff += record.payoffs.mean(axis=0)
-        records.append(record.public(0))
-    return good, payoff / rounds, records
-
-
 def _cmd_demo(args) -> int:
     import matplotlib
 
@@ -155,8 +131,9 @@ def _cmd_demo(args) -> int:
         print("-" * len(header))
         rows, curves, pictures = [], {}, {}
         for name, spec in DEMO_POLICIES.items():
-            good, payoff, records = play_focal_policy(scenario, spec, args.rounds,
-                                                      args.num_envs, args.seed)
+            played = play_scenario(scenario, spec, args.rounds, num_envs=args.num_envs,
+                                   seed=args.seed, keep_records=True)
+            good, payoff, records = played.good_fraction, played.payoffs, played.records
             focal_good = float(np.mean([r["reputation_after"][focal].mean() for r in records]))
             rows.append({"policy": name, "spec": spec,
                          "focal_payoff": float(payoff[focal].mean()),
@@ -220,8 +197,11 @@ def _check_resume_options(args, run) -> None:
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ValueError(f"--resume {args.resume} writes into its own folder; --out "
                          f"{args.out} names another one")
-    if args.algo is not None and args.algo != run.algo:
-        refuse("--algo", args.algo, run.algo)
+    if args.algo is not None:
+        from .learners import get_algorithm
+
+        if get_algorithm(args.algo) is not run.algorithm:
+            refuse("--algo", args.algo, run.algo)
     seeds = tuple(args.seeds) if args.seeds else (args.seed,) if args.seed is not None else None
     if seeds is not None and seeds != run.seeds:
         refuse("--seeds" if args.seeds else "--seed", " ".join(map(str, seeds)),
@@ -487,12 +467,13 @@ def _cmd_benchmark(args) -> int:
         ("scenarios", tuple(args.scenarios) if args.scenarios else None),
         ("algos", tuple(args.algos) if args.algos else None),
         ("policies", tuple(args.policies) if args.policies else None),
-        ("seeds", args.seeds), ("workers", args.workers)) if v is not None}
+        ("seeds", args.seeds)) if v is not None}
     if args.no_tuning:
         overrides["tuning"] = None
+    engine = _engine(args)
     stages = args.stages or ["curves", "institutions"]
     institutions = {**(QUICK if args.quick else {}),
-                    **{k: overrides[k] for k in ("algos", "seeds", "workers") if k in overrides}}
+                    **{k: overrides[k] for k in ("algos", "seeds") if k in overrides}}
     if args.algos:  # the larger variant too runs only the algorithms asked for
         large = tuple(a for a in InstitutionsConfig.large_algos if a in args.algos)
         institutions.update(large_algos=large, **({} if large else {"large": None}))
@@ -503,12 +484,14 @@ def _cmd_benchmark(args) -> int:
         get_scenario(s)
     if args.tuning and not Path(args.tuning).is_file():
         raise ValueError(f"--tuning: no such file {args.tuning}")
+    extra = _extra_evaluations(args.extra_records)
     command = ["reciprocity", "benchmark", "--out", Path(args.out).as_posix()]
     for flag, value in (("--quick", args.quick), ("--stages", args.stages),
                         ("--no-tuning", args.no_tuning),
                         ("--tuning", args.tuning), ("--tuning-doc", args.tuning_doc),
                         ("--scenarios", args.scenarios), ("--algos", args.algos),
-                        ("--policies", args.policies), ("--seeds", args.seeds)):
+                        ("--policies", args.policies), ("--seeds", args.seeds),
+                        ("--extra-records", args.extra_records)):
         if value not in (None, False):
             command += [flag] + ([] if value is True else
                                  list(map(str, value)) if isinstance(value, list) else [value])
@@ -522,42 +505,82 @@ def _cmd_benchmark(args) -> int:
         results = run_institutions(cfg.institutions, out / "institutions", tuning=tuning,
                                    doc=out.with_suffix(".md"), progress=not args.quiet,
                                    command=" ".join(map(str, command)),
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, engine=engine)
         print(f"{len(results['records'])} records; wrote {out / 'institutions'}/results.json "
               f"and {out.with_suffix('.md')}")
         return 0
     results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
                             progress=not args.quiet, command=" ".join(map(str, command)),
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, engine=engine,
+                            extra_evaluations=extra)
     print(f"{len(results['records'])} records; wrote {args.out}/results.json and "
           f"{Path(args.out).with_suffix('.md')}")
     return 0
 
 
+def _extra_evaluations(files: list[str] | None) -> list[dict]:
+    """The evaluation.json files of ``benchmark --extra-records``."""
+    from .runfolder import read_json
+
+    return [read_json(f, "--extra-records", required=("scenario", "per_interaction_payoff",
+                                                      "policies", "protocol"))
+            for f in files or []]
+
+
+def _engine(args):
+    """The study engine of a command's --backend, --workers and --ray-address."""
+    from .engine import Engine
+
+    return Engine(getattr(args, "backend", None) or "local", args.workers or 2,
+                  ray_address=getattr(args, "ray_address", None), progress=not args.quiet)
+
+
+def _add_engine_options(p, default_workers: int | None = 2,
+                        default_backend: str | None = "local") -> None:
+    from .engine import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default=default_backend,
+                   help="local: a pool of --workers processes; ray: Ray tasks (the [ray] extra)"
+                        + ("" if default_backend else " (default: local)"))
+    p.add_argument("--workers", type=_count, default=default_workers,
+                   help="processes (local), or CPUs of a new local Ray instance"
+                        + ("" if default_workers else " (default 2)"))
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help='with --backend ray: a cluster to join, e.g. "auto" (default: '
+                        "$RAY_ADDRESS, else a new local instance)")
+
+
 def _cmd_flagship(args) -> int:
     from .benchmark import BenchmarkConfig, results_table, run_benchmark
-    from .train import algorithm
+    from .learners import get_algorithm
 
     scenario = "discriminators-vs-defectors-v0"
     # points of the sample-efficiency curve, read off the same runs: budgets every algorithm's
     # default collection size divides
-    sizes = [algorithm(a)[1]().rounds_per_update for a in args.algos]
+    sizes = [get_algorithm(a).defaults().rounds_per_update for a in args.algos]
     budgets = (*(b for b in (100, 200, 400)
                  if b < args.rounds and all(b % size == 0 for size in sizes)), args.rounds)
     cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), policies=("tabular",),
                           seeds=args.seeds, budgets=budgets, main_budget=args.rounds,
-                          tuning=None, workers=args.workers, institutions=None)
+                          tuning=None, institutions=None)
     print(f"{scenario}: {get_scenario(scenario).description}")
     print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
           f"{args.rounds} rounds each (default hyper-parameters), and the exhaustive reference "
           "(4096 policies)...")
     results = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, engine=_engine(args))
     print()
     print(results_table(results["records"]))
     print(f"\nplot: {Path(args.out) / (scenario + '.png')}; records: "
           f"{Path(args.out) / 'results.json'}")
     return 0
+
+
+def _algorithm_choices() -> str:
+    """The algorithm names a command accepts, in its help."""
+    from .learners import algorithm_names
+
+    return ", ".join(algorithm_names()) + " or a learner class as MODULE:CLASS / FILE.py:CLASS"
 
 
 def _add_output_options(p, out_help: str, default: str | None = None) -> None:
@@ -571,9 +594,11 @@ def _cmd_tune(args) -> int:
     from .runfolder import open_run
     from .tuning import QUICK, TuningConfig, run_tuning, tuning_table, write_tuning_doc
 
-    cfg = TuningConfig(**(QUICK if args.quick else {}), workers=args.workers)
+    cfg = TuningConfig(**(QUICK if args.quick else {}),
+                       **({"algos": tuple(args.algos)} if args.algos else {}))
+    engine = _engine(args)
     with open_run(args.out, "tune", cfg.to_dict(), overwrite=args.overwrite) as folder:
-        outcome = run_tuning(cfg, folder.path, progress=not args.quiet)
+        outcome = run_tuning(cfg, folder.path, engine=engine, progress=not args.quiet)
         folder.complete()
     if args.doc:
         command = f"reciprocity tune --out {Path(args.out).as_posix()} --doc {args.doc}"
@@ -587,9 +612,15 @@ def _cmd_tune(args) -> int:
 def _cmd_attribute(args) -> int:
     from .attribution_report import attribute_command
 
+    engine = None
+    if args.backend or args.workers or args.ray_address:
+        if not args.report:
+            raise ValueError("attribute: --backend, --workers and --ray-address go with "
+                             "--report")
+        engine = _engine(args)
     attribute_command(out=args.out, run=args.run, scenario=args.scenario, policy=args.policy,
                       report=args.report, doc=args.doc, quick=args.quick,
-                      progress=not args.quiet, overwrite=args.overwrite,
+                      progress=not args.quiet, overwrite=args.overwrite, engine=engine,
                       **({} if args.report else dict(horizon=args.horizon, gamma=args.gamma,
                                                      games=args.games, rounds=args.rounds,
                                                      seed=args.seed,
@@ -634,8 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the stopped run in DIR with its own options and scenario; "
                         "options given beside it must agree with the run's")
-    p.add_argument("--algo", choices=["rg", "ppo", "reinforce"],
-                   help="learning algorithm (default: rg)")
+    p.add_argument("--algo", metavar="ALGO",
+                   help=f"learning algorithm: {_algorithm_choices()} (default: rg)")
     p.add_argument("--seed", type=_seed, help="seed of a single run (default: 0)")
     p.add_argument("--seeds", type=_seed, nargs="+",
                    help="several seeds, trained together; each gives the numbers it gives alone "
@@ -732,23 +763,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", nargs="+",
                    help="scenario ids (default: the catalogue except many-learners-audit-large-v0, "
                         "which the institutions study runs)")
-    p.add_argument("--algos", nargs="+", choices=["rg", "ppo", "reinforce"],
-                   help="algorithms (default: all three)")
+    p.add_argument("--algos", nargs="+", metavar="ALGO",
+                   help=f"algorithms: {_algorithm_choices()} (default: rg ppo reinforce)")
     p.add_argument("--policies", nargs="+", choices=["tabular", "mlp"],
                    help="policy classes (default: both)")
     p.add_argument("--seeds", type=_count, help="seeds 0 .. N-1 per cell (default 5; --quick 2)")
-    p.add_argument("--workers", type=_count, help="processes (default 2)")
+    p.add_argument("--extra-records", nargs="+", metavar="FILE",
+                   help="evaluation.json files of policies evaluated with reciprocity evaluate "
+                        "--policy (several files of one policy and scenario: its seeds), shown "
+                        "in the tables and the claim map beside the benchmark's own")
+    _add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_benchmark)
 
     p = command("flagship", "main job: RG vs PPO on the flagship scenario")
     _add_output_options(p, "output folder", "runs/flagship")
-    p.add_argument("--algos", nargs="+", default=["rg", "ppo"],
-                   choices=["rg", "ppo", "reinforce"], help="algorithms")
+    p.add_argument("--algos", nargs="+", default=["rg", "ppo"], metavar="ALGO",
+                   help=f"algorithms: {_algorithm_choices()}")
     p.add_argument("--seeds", type=_count, default=2, help="seeds 0 .. N-1 per algorithm")
     p.add_argument("--rounds", type=_count, default=BenchmarkDefaults.main_budget,
                    help="rounds per game for every algorithm")
-    p.add_argument("--workers", type=_count, default=2, help="processes")
+    _add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_flagship)
 
@@ -760,7 +795,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="1 scenario, 2 configurations, budgets 10 and 20: the same code in "
                         "about a minute")
-    p.add_argument("--workers", type=_count, default=2, help="processes")
+    p.add_argument("--algos", nargs="+", metavar="ALGO",
+                   help=f"algorithms: {_algorithm_choices()} (default: rg ppo reinforce)")
+    _add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tune)
 
@@ -781,6 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figure", action="store_true", help="write attribution.json only")
     p.add_argument("--doc", help="with --report: the markdown file to update")
     p.add_argument("--quick", action="store_true", help="with --report: tiny budgets (CI)")
+    _add_engine_options(p, default_workers=None, default_backend=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_attribute)
     from .sweep import add_parser as add_sweep_parser

@@ -50,11 +50,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine import Cell, Engine, ReferenceRequest, References, write_references
 from .envs.scenarios import Scenario, get_scenario
+from .learners import BUILTIN, get_algorithm
 from .records import build_record
-from .runfolder import open_run, save_figure, write_block, write_json
-from .stats import format_interval, interval
-from .tuning import ALGOS
+from .report import colour, format_interval, pyplot, save_figure, seed_words, write_block
+from .runfolder import open_run, write_json
+from .stats import interval
 
 __all__ = ["INSTITUTIONS", "QUICK", "SECTION_END", "SECTION_START", "STARTS",
            "InstitutionsConfig", "honesty", "institution_scenario", "run_institutions",
@@ -82,7 +84,7 @@ class InstitutionsConfig:
     institutions: tuple[str, ...] = ("plain", "audit-0.1", "audit-0.3", "audit-1.0",
                                      "majority-3")
     starts: tuple[str, ...] = tuple(STARTS)
-    algos: tuple[str, ...] = ALGOS
+    algos: tuple[str, ...] = tuple(BUILTIN)  # names or MODULE:CLASS locators
     seeds: int = 5  # seeds 0 .. seeds - 1 in every cell
     rounds: int = 1000  # rounds each learner plays in each of its games, warm-up included
     warmup: int = 400  # rounds of the warm-up
@@ -95,7 +97,6 @@ class InstitutionsConfig:
     large_rounds: int = 200
     large_warmup: int = 100
     large_num_envs: int = 8
-    workers: int = 2
 
     def __post_init__(self):
         from .agents.checks import check_int
@@ -103,16 +104,20 @@ class InstitutionsConfig:
         for name in ("institutions", "starts", "algos", "large_starts", "large_algos"):
             setattr(self, name, tuple(getattr(self, name)))
         for name, known in (("institutions", INSTITUTIONS), ("starts", STARTS),
-                            ("algos", ALGOS), ("large_starts", STARTS),
-                            ("large_algos", ALGOS)):
+                            ("large_starts", STARTS)):
             unknown = [v for v in getattr(self, name) if v not in known]
             if unknown:
                 raise ValueError(f"institutions.{name}: unknown {unknown}; known: {list(known)}")
+        for algo in (*self.algos, *self.large_algos):
+            try:
+                get_algorithm(algo)
+            except ValueError as err:
+                raise ValueError(f"institutions.algos: {str(err).removeprefix('algo: ')}") \
+                    from None
         if self.large is not None and self.large not in INSTITUTIONS:
             raise ValueError(f"institutions.large: unknown {self.large!r}; known: "
                              f"{list(INSTITUTIONS)}")
-        for name in ("seeds", "rounds", "num_envs", "large_rounds", "large_num_envs",
-                     "workers"):
+        for name in ("seeds", "rounds", "num_envs", "large_rounds", "large_num_envs"):
             setattr(self, name, check_int(f"institutions.{name}", getattr(self, name),
                                           minimum=1))
         self.eval_envs = check_int("institutions.eval_envs", self.eval_envs, minimum=2)
@@ -167,18 +172,9 @@ def honesty(policy: dict, ref: dict) -> float:
                  / sum(weights[k] for k in policy["signal"]))
 
 
-@dataclass
-class _Cell:
-    institution: str
-    start: str
-    algo: str
-    scenario: Scenario
-    config: object  # TrainConfig
-    run_dir: Path
-    params: dict
-
-
-def _cells(cfg: InstitutionsConfig, out: Path, tuning: dict | None) -> list[_Cell]:
+def institution_cells(cfg: InstitutionsConfig, tuning: dict | None) -> list[Cell]:
+    """Every (institution, start, algorithm), and the larger variant's; ``meta``: institution,
+    start, algo, scenario, params."""
     from .train import TrainConfig
     from .tuning import selected_params
 
@@ -190,103 +186,64 @@ def _cells(cfg: InstitutionsConfig, out: Path, tuning: dict | None) -> list[_Cel
     scenarios = {i: institution_scenario(i) for i in dict.fromkeys(g[0] for g in grid)}
     cells = []
     for institution, start, algo, rounds, warmup, num_envs in grid:
-        scenario = scenarios[institution]
+        scenario, algorithm = scenarios[institution], get_algorithm(algo)
         try:
-            params = selected_params(tuning, algo, "tabular", rounds)
+            params = selected_params(tuning, algorithm.name, "tabular", rounds)
         except ValueError:  # not tuned at this budget: the defaults
             params = {}
         config = TrainConfig(
-            scenario, algo=algo, seeds=tuple(range(cfg.seeds)), rounds=rounds,
+            scenario, algo=algorithm.locator, seeds=tuple(range(cfg.seeds)), rounds=rounds,
             num_envs=num_envs, eval_envs=cfg.eval_envs, algo_config=params,
             warmup=warmup if start == "warmup" else 0,
             init_policy=ideal_start(scenario) if start == "ideal" else None,
             checkpoint_every=0, save_checkpoint=False, tensorboard=False)
-        cells.append(_Cell(institution, start, algo, scenario, config,
-                            out / "runs" / institution / start / algo, params))
+        cells.append(Cell(config, f"runs/{institution}/{start}/{algorithm.name}", {
+            "institution": institution, "start": start, "algo": algorithm.name,
+            "scenario": scenario, "params": params}))
     return cells
 
 
-def _cost(cell: _Cell) -> float:
-    """Rough relative cost of a cell, to start the long ones first: RG's model unroll grows with
-    learners x agents x games; the baselines are cheap."""
-    env = cell.scenario.env_config
-    size = env.focal_slots.size * env.num_agents * cell.config.num_envs / 1120
-    return cell.config.rounds * size * (1.0 if cell.algo == "rg" else 0.05)
-
-
-def _references(cells: list[_Cell], cfg: InstitutionsConfig, refs: dict, workers: int,
-                progress: bool) -> dict:
-    """The reference of every scenario (reused from ``refs`` when it was computed on the same
-    game with the same confirmation games)."""
-    from tqdm.auto import tqdm
-
-    from .sweep import _reference_job, _run_local
-
-    scenarios = {c.scenario.id: c.scenario for c in cells}
-    out, missing = {}, []
-    for sid, scenario in scenarios.items():
-        ref = refs.get(sid)
-        if ref is not None and ref["scenario_hash"] == scenario.content_hash() \
-                and ref["protocol"]["num_envs"] == cfg.eval_envs:
-            out[sid] = ref
-        else:
-            missing.append(scenario)
-    bar = tqdm(total=len(missing), desc="institution references", disable=not progress,
-               unit="job")
-    for ref in _run_local([(_reference_job, s, 1, cfg.eval_envs, None) for s in missing],
-                          workers, bar):
-        out[ref["scenario"]] = ref
-    bar.close()
-    return out
-
-
-def run_institutions(cfg: InstitutionsConfig, out: str | Path, *, refs: dict | None = None,
-                     tuning: dict | None = None, doc: str | Path | None = None,
-                     progress: bool = True, command: str | None = None,
-                     overwrite: bool = False) -> dict:
+def run_institutions(cfg: InstitutionsConfig, out: str | Path, *,
+                     references: References | None = None, tuning: dict | None = None,
+                     doc: str | Path | None = None, progress: bool = True,
+                     command: str | None = None, overwrite: bool = False,
+                     engine: Engine | None = None) -> dict:
     """Run the stage into the run folder ``out`` and refresh the block of ``doc``; returns
     ``results.json``'s content.
 
     Args:
-        refs: references already computed (by scenario id), reused where they fit.
+        references: references already computed (reused where they are the same game measured
+            the same way).
         tuning: a tuning outcome; each algorithm then runs with the configuration selected at
             ``cfg.rounds`` (and ``cfg.large_rounds``) where there is one, else its defaults.
         doc: the Markdown page whose generated block is refreshed (e.g. docs/results.md).
         command: the command quoted in the block.
         overwrite: replace a folder that holds another run.
+        engine: runs the jobs (default: a local pool of 2 processes).
     """
-    from tqdm.auto import tqdm
-
-    from .sweep import _run_local
-    from .tuning import train_job
-
+    engine = engine or Engine(progress=progress)
     out = Path(out)
     identity = {"institutions": cfg.to_dict(),
                 "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
                                                                            "candidates")}}
     with open_run(out, "institutions", identity, overwrite=overwrite) as folder:
         start = time.perf_counter()
-        cells = _cells(cfg, out, tuning)
-        references = _references(cells, cfg, dict(refs or {}), cfg.workers, progress)
-        (out / "references").mkdir(exist_ok=True)
-        for ref in references.values():
-            write_json(out / "references" / f"{ref['scenario']}.json", ref)
+        cells = institution_cells(cfg, tuning)
+        # the ideal discriminators of each scenario on the learners' evaluation games
+        refs = engine.references([ReferenceRequest(c.meta["scenario"], search_envs=1,
+                                                   confirm_envs=cfg.eval_envs)
+                                  for c in cells], references, desc="institution references")
+        write_references(out, refs)
         for cell in cells:  # paired with the reference's games, burn-in and window
-            ref = references[cell.scenario.id]
+            ref = refs[cell.meta["scenario"].id]
             cell.config = dataclasses.replace(cell.config, eval_rounds=ref["rounds"],
                                               eval_burn_in=ref["burn_in"])
-        order = sorted(range(len(cells)), key=lambda k: -_cost(cells[k]))
-        bar = tqdm(total=len(cells), desc="institution runs", disable=not progress,
-                   unit="run")
-        metrics = dict(zip(order, _run_local(
-            [(train_job, cells[k].config, str(cells[k].run_dir)) for k in order],
-            cfg.workers, bar), strict=True))
-        bar.close()
-        records = [_record(cell, metrics[k], references[cell.scenario.id])
-                   for k, cell in enumerate(cells)]
+        metrics = engine.train(cells, out, desc="institution runs")
+        records = [_record(cell, m, refs[cell.meta["scenario"].id], out)
+                   for cell, m in zip(cells, metrics, strict=True)]
         results = {"config": cfg.to_dict(), "records": records,
                    "tuning": "defaults" if tuning is None else "tuned (tuning.json)",
-                   "wall_seconds": time.perf_counter() - start, "cpu_count": os.cpu_count(),
+                   "wall_seconds": time.perf_counter() - start, **engine.describe(),
                    "command": command or f"reciprocity benchmark --out {out.parent.as_posix()} "
                                          "--stages institutions --overwrite"}
         write_json(out / "results.json", results)
@@ -300,19 +257,19 @@ def run_institutions(cfg: InstitutionsConfig, out: str | Path, *, refs: dict | N
     return results
 
 
-def _record(cell: _Cell, metrics: list[dict], ref: dict) -> dict:
-    record = build_record(cell.scenario.id, cell.algo, metrics, ref, cell.params,
-                          run_dir=cell.run_dir)
+def _record(cell: Cell, metrics: list[dict], ref: dict, out: Path) -> dict:
+    meta = cell.meta
+    record = build_record(meta["scenario"].id, meta["algo"], metrics, ref, meta["params"],
+                          run_dir=out / cell.run_dir)
     honest = [float(np.mean([honesty(p, ref) for p in m["policies"].values()]))
               for m in metrics]
     for s, h in zip(record["per_seed"], honest, strict=True):
         s["honesty"] = h
     performance = [s["reference_performance"] for s in record["per_seed"]]
-    record.update(institution=cell.institution, start=cell.start,
+    record.update(institution=meta["institution"], start=meta["start"],
                   init_policy=cell.config.init_policy, warmup=cell.config.warmup,
                   honesty=interval(honest, bounded=True),
-                  worst_seed_performance=float(min(performance)),
-                  run=f"runs/{cell.institution}/{cell.start}/{cell.algo}")
+                  worst_seed_performance=float(min(performance)), run=cell.run_dir)
     return record
 
 
@@ -322,13 +279,7 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
     institution; bottom: honesty of the learned signal heads. One column per start; in each
     panel one group of bars per institution, one bar per algorithm (mean over seeds), one dot
     per seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .curves import ALGO_COLOURS
-
+    plt = pyplot()
     starts = list(dict.fromkeys(r["start"] for r in records))
     institutions = list(dict.fromkeys(r["institution"] for r in records))
     algos = list(dict.fromkeys(r["algo"] for r in records))
@@ -350,7 +301,7 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
                         continue
                     x = i + (j - (len(algos) - 1) / 2) * width
                     seeds = [s[key] for s in r["per_seed"]]
-                    ax.bar(x, np.mean(seeds), width * 0.9, color=ALGO_COLOURS.get(algo),
+                    ax.bar(x, np.mean(seeds), width * 0.9, color=colour(algo),
                            alpha=0.55, label=algo if i == 0 else None)
                     ax.plot([x] * len(seeds), seeds, "k.", ms=3)
             ax.axhline(1.0, color="k", lw=0.8)
@@ -375,8 +326,6 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
 # -- the section -------------------------------------------------------------------------------
 def section(results: dict, figure: str = "results/institutions/institutions.png") -> str:
     """The generated block (without its markers): what was run, the table, the targets."""
-    from .benchmark import seed_words
-
     cfg, records = results["config"], results["records"]
     tuned = "each algorithm's default hyper-parameters" if results["tuning"] == "defaults" \
         else "the hyper-parameters the tuning selected at that budget (defaults where none)"

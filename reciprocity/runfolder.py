@@ -62,7 +62,6 @@ __all__ = [
     "save_checkpoint",
     "save_figure",
     "to_json_text",
-    "write_block",
     "write_csv",
     "write_json",
     "write_text",
@@ -149,21 +148,6 @@ def _sync_folder(folder: Path) -> None:
 def write_text(path: str | Path, text: str) -> Path:
     """A text file (UTF-8), atomically."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def write_block(path: str | Path, start: str, end: str, markdown: str) -> Path:
-    """Replace the generated block of a Markdown page (the text between the markers ``start``
-    and ``end``, kept) atomically; a page without the markers gets the block appended."""
-    path = Path(path)
-    text = path.read_text() if path.is_file() else ""
-    body = f"{start}\n{markdown}\n{end}"
-    if start in text and end in text:
-        head, _, rest = text.partition(start)
-        _, _, tail = rest.partition(end)
-        text = head + body + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    return write_text(path, text)
 
 
 def to_json_text(obj: Any, where: str = "JSON") -> str:

@@ -1,4 +1,4 @@
-"""Intervals over seeds, and how results print them.
+"""Intervals over seeds.
 
 Two intervals, chosen by the metric's range:
 
@@ -13,7 +13,7 @@ Two intervals, chosen by the metric's range:
   data; beyond that it is estimated from a fixed-seed Monte-Carlo sample.
 
 Records hold ``{"mean", "ci95"}`` (t: half-width) or ``{"mean", "low", "high"}`` (bootstrap);
-:func:`format_interval` prints either.
+:func:`reciprocity.report.format_interval` prints either.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-__all__ = ["bootstrap_ci95", "format_interval", "interval", "mean_ci95", "t975"]
+__all__ = ["bootstrap_ci95", "interval", "mean_ci95", "t975"]
 
 #: Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (normal beyond).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -92,17 +92,3 @@ def interval(values, bounded: bool) -> dict:
         return {"mean": mean, "low": low, "high": high}
     mean, half = mean_ci95(values)
     return {"mean": mean, "ci95": half}
-
-
-def format_interval(stat: dict, digits: int = 3) -> str:
-    """``mean ± half`` (t), ``mean [low, high]`` (bootstrap), ``mean`` alone for one seed or an
-    interval that vanishes at this precision, or ``n/a`` when the mean is undefined."""
-    mean = stat["mean"]
-    if mean != mean:
-        return "n/a"
-    text = f"{mean:.{digits}f}"
-    if "low" in stat:
-        low, high = f"{stat['low']:.{digits}f}", f"{stat['high']:.{digits}f}"
-        return text if low == high == text else f"{text} [{low}, {high}]"
-    half = stat.get("ci95", float("nan"))
-    return text if half != half else f"{text} ± {half:.{digits}f}"

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -49,15 +48,13 @@ from typing import Any
 
 import numpy as np
 
+from .engine import BACKENDS, Cell, Engine, ReferenceRequest, write_references
+from .learners import get_algorithm
 from .records import build_record
+from .report import format_interval
 from .runfolder import RunFolder, open_run, write_json
-from .stats import format_interval
 
-__all__ = ["BACKENDS", "SweepGrid", "SweepJob", "add_parser", "build_record", "expand",
-           "load_grid", "run_sweep"]
-
-BACKENDS = ("local", "ray")
-ALGOS = ("rg", "ppo", "reinforce")
+__all__ = ["SweepGrid", "SweepJob", "add_parser", "expand", "load_grid", "run_sweep"]
 _KNOWN = ("description", "scenarios", "algos", "seeds", "rounds", "num_envs", "eval_envs",
           "eval_rounds", "search_envs", "confirm_envs", "params")
 
@@ -116,7 +113,6 @@ class SweepGrid:
     def from_dict(cls, data: Any, source: str = "grid") -> SweepGrid:
         """Validate a mapping; every error is a ValueError naming ``source`` and the field."""
         from .envs.scenarios import get_scenario
-        from .train import algorithm
 
         if not isinstance(data, Mapping):
             raise ValueError(f"{source}: a grid must be a mapping, got {type(data).__name__}")
@@ -141,8 +137,11 @@ class SweepGrid:
             raise ValueError(f"{source}: scenarios must be distinct, got ids {ids}")
         algos = _nonempty_list(data["algos"], "algos", source)
         for a in algos:
-            if a not in ALGOS:
-                raise ValueError(f"{source}: algos must be among {list(ALGOS)}, got {a!r}")
+            try:
+                get_algorithm(a)
+            except ValueError as err:
+                raise ValueError(f"{source}: algos: {str(err).removeprefix('algo: ')}") \
+                    from None
         if len(set(algos)) != len(algos):
             raise ValueError(f"{source}: algos must be distinct, got {algos}")
         seeds = data.get("seeds", [0])
@@ -174,7 +173,7 @@ class SweepGrid:
             if not isinstance(grid, Mapping):
                 raise ValueError(f"{source}: params.{algo} must be a mapping hyper-parameter "
                                  f"-> list of values, got {grid!r}")
-            _, config_cls = algorithm(algo)
+            config_cls = get_algorithm(algo).config
             defaults = {f.name: getattr(config_cls(), f.name) for f in fields(config_cls)}
             checked[algo] = {}
             for name, values in grid.items():
@@ -232,12 +231,16 @@ class SweepJob:
 
     scenario: str  # as written in the grid (id or file)
     scenario_id: str
-    algo: str
+    algo: str  # as written in the grid (name or MODULE:CLASS)
     params: dict[str, Any]
     tag: str  # folder name of the combination
 
+    @property
+    def algo_name(self) -> str:
+        return get_algorithm(self.algo).name
+
     def run_dir(self, out: Path) -> Path:
-        return out / "runs" / self.scenario_id / self.algo / self.tag
+        return out / "runs" / self.scenario_id / self.algo_name / self.tag
 
 
 def _tag(params: Mapping[str, Any]) -> str:
@@ -260,26 +263,12 @@ def expand(grid: SweepGrid) -> list[SweepJob]:
             for values in itertools.product(*(space[n] for n in names)):
                 params = dict(zip(names, values, strict=True))
                 jobs.append(SweepJob(s, sid, algo, params, _tag(params)))
-    folders = [(j.scenario_id, j.algo, j.tag) for j in jobs]
+    folders = [(j.scenario_id, j.algo_name, j.tag) for j in jobs]
     if len(set(folders)) != len(folders):
         clash = next(f for f in folders if folders.count(f) > 1)
         raise ValueError(f"grid: two hyper-parameter combinations map to the same folder "
                          f"runs/{'/'.join(clash)}; make their values distinguishable")
     return jobs
-
-
-# -- jobs (top-level functions: they run in worker processes or as Ray tasks) -------------------
-# The driver writes results.json, references/, params.json and the evaluated metrics.json
-# files from what the jobs return; train() itself writes progress.csv (learning curves) and
-# summary.json where the job runs (on a multi-node Ray cluster: put --out on a shared disk).
-def _reference_job(scenario: str, search_envs: int, confirm_envs: int,
-                   rounds: int | None) -> dict:
-    import torch
-
-    from .evaluation import reference
-
-    torch.set_num_threads(1)
-    return reference(scenario, search_envs=search_envs, confirm_envs=confirm_envs, rounds=rounds)
 
 
 def _train_config(job: SweepJob, grid: SweepGrid):
@@ -289,73 +278,6 @@ def _train_config(job: SweepJob, grid: SweepGrid):
                        num_envs=grid.num_envs, eval_envs=grid.eval_envs,
                        eval_rounds=grid.eval_rounds, algo_config=dict(job.params),
                        checkpoint_every=0, save_checkpoint=False, tensorboard=False)
-
-
-def _train_job(job: SweepJob, grid: SweepGrid, out: str) -> list[dict]:
-    import torch
-
-    from .train import train
-
-    torch.set_num_threads(1)
-    return train(_train_config(job, grid), job.run_dir(Path(out)), progress=False)
-
-
-def _cost(job: SweepJob) -> float:
-    """Rough relative cost, to start long jobs first."""
-    from .envs.scenarios import get_scenario
-
-    s = get_scenario(job.scenario)
-    return len(s.population) * s.num_focal * (2.0 if job.algo == "rg" else 1.0)
-
-
-# -- records -----------------------------------------------------------------------------------
-# -- backends ----------------------------------------------------------------------------------
-def _run_local(calls: list[tuple], workers: int, bar) -> list:
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(fn, *args) for fn, *args in calls]
-        results = []
-        for fut in futures:
-            results.append(fut.result())
-            bar.update()
-    return results
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError('the ray backend needs Ray: install the [ray] extra, e.g. '
-                          'pip install -e ".[ray]"') from err
-    return ray
-
-
-def _run_ray(calls: list[tuple], workers: int, bar, address: str | None) -> list:
-    ray = _import_ray()
-    started = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
-        else:  # a local instance sized like the local backend
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
-        remote = {}
-        refs = []
-        for fn, *args in calls:
-            if fn not in remote:
-                remote[fn] = ray.remote(num_cpus=1, max_retries=0)(fn)
-            refs.append(remote[fn].remote(*args))
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            bar.update(len(done))
-        return ray.get(refs)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def run_config(grid: SweepGrid) -> dict:
@@ -383,62 +305,46 @@ def run_sweep(grid: SweepGrid | Mapping | str | Path, out: str | Path | RunFolde
     """
     if not isinstance(grid, SweepGrid):
         grid = load_grid(grid) if isinstance(grid, str | Path) else SweepGrid.from_dict(grid)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "ray":
-        _import_ray()
     workers = _positive_int(workers, "workers", "sweep")
+    engine = Engine(backend, workers, ray_address=ray_address, progress=progress)
     for job in expand(grid):  # every combination is valid before anything runs
         try:
             _train_config(job, grid)
         except ValueError as err:
             raise ValueError(f"grid: {job.scenario_id} {job.algo} {job.tag}: {err}") from None
     if isinstance(out, RunFolder):
-        return _sweep(grid, out.path, backend, workers, progress, ray_address)
+        return _sweep(grid, out.path, engine)
     with open_run(out, "sweep", run_config(grid), overwrite=overwrite) as folder:
-        records = _sweep(grid, folder.path, backend, workers, progress, ray_address)
+        records = _sweep(grid, folder.path, engine)
         folder.complete()
     return records
 
 
-def _sweep(grid: SweepGrid, out: Path, backend: str, workers: int, progress: bool,
-           ray_address: str | None) -> list[dict]:
-    from tqdm.auto import tqdm
-
+def _sweep(grid: SweepGrid, out: Path, engine: Engine) -> list[dict]:
     write_json(out / "grid.json", grid.to_dict())
     start = time.perf_counter()
     jobs = expand(grid)
-    order = sorted(range(len(jobs)), key=lambda k: -_cost(jobs[k]))  # longest first
-    confirm = grid.confirm_envs or grid.eval_envs
-    calls = [(_reference_job, s, grid.search_envs, confirm, grid.eval_rounds)
-             for s in grid.scenarios]
-    calls += [(_train_job, jobs[k], grid, str(out)) for k in order]
-    bar = tqdm(total=len(calls), desc=f"sweep ({backend})", disable=not progress, unit="job")
-    try:
-        if backend == "local":
-            results = _run_local(calls, workers, bar)
-        else:
-            results = _run_ray(calls, workers, bar, ray_address)
-    finally:
-        bar.close()
-    refs = dict(zip(grid.scenarios, results[:len(grid.scenarios)], strict=True))
-    runs = dict(zip(order, results[len(grid.scenarios):], strict=True))
-    (out / "references").mkdir(exist_ok=True)
-    for ref in refs.values():
-        write_json(out / "references" / f"{ref['scenario']}.json", ref)
+    refs = engine.references([ReferenceRequest.of(s, search_envs=grid.search_envs,
+                                                  confirm_envs=grid.confirm_envs or grid.eval_envs,
+                                                  rounds=grid.eval_rounds)
+                              for s in grid.scenarios])
+    write_references(out, refs)
+    cells = [Cell(_train_config(job, grid), job.run_dir(out).relative_to(out).as_posix(),
+                  {"job": job}) for job in jobs]
+    runs = engine.train(cells, out, desc="sweep")
     records = []
-    for k, job in enumerate(jobs):  # grid order
-        metrics, ref = runs[k], refs[job.scenario]
-        run_dir = job.run_dir(out)
+    for cell, metrics in zip(cells, runs, strict=True):  # grid order
+        job = cell.meta["job"]
+        run_dir = out / cell.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "params.json", job.params)
-        record = build_record(job.scenario_id, job.algo, metrics, ref, job.params, run_dir)
-        record["run"] = job.run_dir(out).relative_to(out).as_posix()
+        record = build_record(job.scenario_id, job.algo_name, metrics, refs[job.scenario_id],
+                              job.params, run_dir)
+        record["run"] = cell.run_dir
         records.append(record)
     write_json(out / "results.json", records)
-    meta = {"grid": grid.to_dict(), "backend": backend, "workers": workers,
-            "jobs": len(calls), "wall_seconds": time.perf_counter() - start,
-            "cpu_count": os.cpu_count()}
+    meta = {"grid": grid.to_dict(), **engine.describe(),
+            "jobs": len(refs) + len(cells), "wall_seconds": time.perf_counter() - start}
     write_json(out / "sweep.json", meta)
     return records
 

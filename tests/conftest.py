@@ -12,6 +12,7 @@ import pytest
 
 collect_ignore = [
     path for path, module in (("test_sb3.py", "stable_baselines3"), ("test_rllib.py", "ray"),
+                              ("test_ray_engine.py", "ray"),
                               ("test_torchrl.py", "torchrl"), ("test_benchmarl.py", "benchmarl"),
                               ("test_tianshou.py", "tianshou"))
     if importlib.util.find_spec(module) is None
@@ -41,3 +42,14 @@ def stop_training(monkeypatch):
             monkeypatch.setattr(train_module, "collect", original)
 
     return stop
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A small local Ray instance (2 CPUs, no dashboard) for a module's tests (the [ray] extra),
+    shut down at the end of the module."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -22,7 +22,7 @@ def quick(tmp_path_factory):
     (root / "results.md").write_text(f"# Results\n\nintro\n\n{TABLE_START}\nold\n{TABLE_END}\n\n"
                                      "## Discussion\nkept text\n")
     (root / "agents.md").write_text(f"# Learners\n\n{TUNING_START}\nold\n{TUNING_END}\nafter\n")
-    cfg = quick_config(workers=2)
+    cfg = quick_config()
     results = run_benchmark(cfg, out, tuning_doc=root / "agents.md", progress=False,
                             command="reciprocity benchmark --quick --out results")
     return cfg, root, out, results

@@ -27,7 +27,7 @@ from reciprocity.agents.rollout import collect
 from reciprocity.envs import BatchedGame, get_scenario, make, make_parallel, simulate
 from reciprocity.envs.config import strategy_tables
 from reciprocity.envs.vector import VectorGame
-from reciprocity.train import algorithm
+from reciprocity.learners import get_algorithm
 
 SCENARIOS = ["L6-v0", "discriminators-vs-defectors-v0", "many-learners-v0", "L3-slow-v0",
              "image-scoring-v0"]
@@ -124,7 +124,8 @@ def learner_policies(algo: str, scenario: str) -> np.ndarray:
     """Action and signal tables (S, F, 12) after two collect + update cycles."""
     torch.manual_seed(0)
     config = get_scenario(scenario).env_config
-    learner_cls, config_cls = algorithm(algo)
+    algorithm = get_algorithm(algo)
+    learner_cls, config_cls = algorithm.learner, algorithm.config
     learner = learner_cls(config_cls(rounds_per_update=20), config, (2, config.focal_slots.size),
                           seed=0)
     game = VectorGame(config, 2 * 4, seed=0)

@@ -142,9 +142,9 @@ def test_ideal_start_learners_with_learning_off_are_95_percent_honest(tmp_path):
                              rounds=10, warmup=5, num_envs=2, eval_envs=8, large=None)
     from reciprocity import institutions as module
 
-    cells = module._cells(cfg, tmp_path, {"selected": {}, "candidates": {}})
+    cells = module.institution_cells(cfg, {"selected": {}, "candidates": {}})
     for cell in cells:
-        assert cell.config.init_policy == "disc+L6" and cell.params == {}
+        assert cell.config.init_policy == "disc+L6" and cell.meta["params"] == {}
     results = run_institutions(cfg, tmp_path / "run", progress=False, tuning={
         "selected": {a: {"tabular": {"10": 0}} for a in cfg.algos},
         "candidates": {a: {"tabular": [{"params": {"lr": 0.0}}]} for a in cfg.algos}})

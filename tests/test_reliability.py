@@ -504,7 +504,7 @@ def test_benchmark_refuses_a_folder_of_another_run_before_running(tmp_path):
         folder.complete()
     cfg = BenchmarkConfig(scenarios=("L6-v0",), algos=("rg",), policies=("tabular",), seeds=3,
                           budgets=(10,), main_budget=10, tuning=None, num_envs=2, eval_envs=4,
-                          search_envs=2, confirm_envs=4, workers=1)
+                          search_envs=2, confirm_envs=4)
     with pytest.raises(ValueError, match="holds a different benchmark run"):
         run_benchmark(cfg, out, progress=False)
     assert (out / "results.json").read_text() == "[]"

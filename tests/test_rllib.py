@@ -32,13 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LEARNER_STATS = ("policy_loss", "vf_loss", "entropy", "total_loss")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_register_env_makes_the_parallel_env(local_ray):
     name = register_env("many-learners-v0", max_rounds=2)
     assert name == env_name("many-learners-v0") == "reciprocity-rllib/many-learners-v0"

@@ -447,3 +447,22 @@ def test_scenario_with_strategy_objects_serialises_to_json():
     again = Scenario.from_dict(data)
     np.testing.assert_array_equal(again.env_config.strategies[1].action, strategy.action)
     np.testing.assert_array_equal(again.env_config.strategies[1].assess, strategy.assess)
+
+
+def test_play_scenario_fills_the_focal_slots_with_the_strategy():
+    """L6-v0's focal learner playing L6 itself is a population of ten L6 agents: the same game
+    as simulate() of that population (same draws), with the public record of game 0 kept."""
+    from reciprocity.envs import play_scenario, simulate
+
+    scenario = get_scenario("L6-v0")
+    played = play_scenario("L6-v0", "L6", 30, num_envs=4, seed=3, keep_records=True)
+    whole = simulate(["L6"] * 10, 30, benefit=scenario.benefit, cost=scenario.cost,
+                     execution_error=scenario.execution_error,
+                     assessment_error=scenario.assessment_error, num_envs=4, seed=3)
+    np.testing.assert_array_equal(played.payoffs, whole.payoffs)
+    np.testing.assert_array_equal(played.good_fraction, whole.good_fraction)
+    assert whole.records is None and len(played.records) == 30
+    assert played.records[-1]["reputation_after"].tolist() == \
+        played.final_reputation[0].tolist()
+    with pytest.raises(ValueError, match="rounds must be a positive integer"):
+        play_scenario("L6-v0", "L6", 0)

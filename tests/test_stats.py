@@ -5,7 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from reciprocity.stats import bootstrap_ci95, format_interval, interval, mean_ci95
+from reciprocity.report import format_interval
+from reciprocity.stats import bootstrap_ci95, interval, mean_ci95
 
 
 def _brute_force_percentiles(values):
