@@ -49,7 +49,6 @@ import numpy as np
 from .agents.checks import check_int
 from .envs.config import EnvConfig, strategy_tables
 from .envs.core import BatchedGame, sample_round_noise
-from .envs.evaluate import evaluate_focal_tables, play_focal_tables
 from .envs.norms import (
     ACTION_CONTEXTS,
     ASSESSMENT_RULES,
@@ -57,6 +56,7 @@ from .envs.norms import (
     parse_strategy,
     to_display_order,
 )
+from .envs.paired_games import evaluate_focal_tables, play_focal_tables
 from .envs.scenarios import Scenario, get_scenario
 from .stats import mean_ci95, t975
 
@@ -222,7 +222,7 @@ def evaluate_tables(env_config: EnvConfig, action: np.ndarray, signal: np.ndarra
     Args:
         action: (S, F, 4), signal: (S, F, 8) P(C) / P(Good) tables of every focal slot, index
             order; or signal (S, F, 2, 8), a table per own reputation of the observer (own Bad,
-            own Good; see :func:`reciprocity.envs.evaluate.play_focal_tables`).
+            own Good; see :func:`reciprocity.envs.paired_games.play_focal_tables`).
     Returns:
         per set: ``per_interaction_payoff`` (long run, mean over the focal learners) and its
         ``per_interaction_payoff_ci95`` (over games), ``episode_payoff`` and

@@ -8,8 +8,8 @@ import pytest
 from reciprocity.cli import main
 from reciprocity.envs import get_scenario, parse_strategy
 from reciprocity.envs.config import EnvConfig
-from reciprocity.envs.evaluate import evaluate_focal_tables, play_focal_tables
 from reciprocity.envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
+from reciprocity.envs.paired_games import evaluate_focal_tables, play_focal_tables
 from reciprocity.evaluation import (
     all_deterministic_policies,
     burn_in_rounds,

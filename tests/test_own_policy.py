@@ -21,7 +21,7 @@ from reciprocity.curves import claim_map, curve_points, curve_table
 from reciprocity.envs import Scenario, get_scenario, parse_strategy
 from reciprocity.envs.config import strategy_tables
 from reciprocity.envs.core import BatchedGame, sample_round_noise
-from reciprocity.envs.evaluate import play_focal_tables
+from reciprocity.envs.paired_games import play_focal_tables
 from reciprocity.evaluation import Protocol, evaluate_tables, reference
 from reciprocity.own_policy import (
     evaluate_policy,

@@ -1,4 +1,4 @@
-"""Play candidate focal tables on the batched core with common random numbers.
+"""Paired games: candidate focal tables played on the same games (common random numbers).
 
 The mechanics under the evaluation protocol (:mod:`reciprocity.evaluation`): the learners'
 evaluation games and the exhaustive reference search. P candidate sets of focal tables are each
