@@ -6,7 +6,7 @@
     reciprocity train ... --warmup W      several learners: each trains W rounds alone first
     reciprocity train --resume DIR        continue a stopped run from its checkpoint
     reciprocity reference --scenario ID | --config FILE --out DIR     reference optimum
-    reciprocity evaluate --run DIR [--reference DIR]    adherence, reference performance
+    reciprocity evaluate --run DIR [--reference FILE|DIR]  adherence, reference performance
     reciprocity benchmark --out docs/results            curves: scenarios x algos x budgets
     reciprocity tune --out DIR                          per-budget hyper-parameter search
     reciprocity flagship [--out runs/flagship]          RG vs PPO on the flagship (main job)
@@ -40,11 +40,9 @@ DEMO_POLICIES = {
     "DISC + stern judging": "disc+L6",
 }
 
-#: Keys ``evaluate`` needs in a run's metrics.json and in a reference.json.
+#: Keys ``evaluate`` needs in a run's metrics.json (a reference.json's: own_policy.REFERENCE_KEYS).
 METRICS_KEYS = ("scenario", "algo", "seed", "per_interaction_payoff", "policies", "config",
                 "scenario_hash", "protocol")
-REFERENCE_KEYS = ("scenario", "scenario_hash", "protocol", "reference_payoff", "policy", "kind",
-                  "regime", "decisive_contexts")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -342,6 +340,7 @@ def _run_metrics(run: Path) -> list[tuple[Path, dict]]:
 def _cmd_evaluate(args) -> int:
     from .envs.scenarios import Scenario
     from .evaluation import evaluate_run, mean_ci95, reference
+    from .own_policy import load_reference
     from .runfolder import locked, read_json, write_json
 
     if args.run is None or args.scenario is not None or args.policy is not None:
@@ -355,9 +354,8 @@ def _cmd_evaluate(args) -> int:
     run = Path(args.run)
     runs = _run_metrics(run)
     first = runs[0][1]
-    if args.reference:
-        ref = read_json(Path(args.reference) / "reference.json", "--reference",
-                        required=REFERENCE_KEYS)
+    if args.reference:  # a reference.json (as a benchmark's references/<id>.json) or its folder
+        ref = load_reference(args.reference)
     else:  # the run stores its scenario as data, so files need not be at hand any more
         scenario = Scenario.from_dict(first["config"]["scenario"],
                                       source=f"{runs[0][0]} (config.scenario)")
@@ -728,9 +726,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", metavar="FILE.py:FUNC",
                    help="a function from observations (n, 5) to actions or probabilities of 1, "
                         "path/to/file.py:FUNC or module:FUNC; writes OUT/evaluation.json")
-    p.add_argument("--reference",
-                   help="a reference output folder; it must be for the scenario and evaluation "
-                        "rounds of the run or policy (default: compute it)")
+    p.add_argument("--reference", metavar="FILE|DIR",
+                   help="a reference.json (e.g. a benchmark's or the flagship's "
+                        "OUT/references/<scenario>.json) or a reference output folder holding "
+                        "one; it must be for the scenario and evaluation rounds of the run or "
+                        "policy (default: compute it)")
     p.add_argument("--eval-envs", type=_count,
                    help="with --policy: evaluation games, at least 2 (default: the reference's, "
                         "else 256)")

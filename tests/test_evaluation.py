@@ -265,3 +265,11 @@ def test_reference_and_evaluate_commands(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.9 < metrics["evaluation"]["reference_performance"] <= 1.05
     assert metrics["evaluation"]["adherence"] == pytest.approx(1.0)
+    # the file itself, as the flagship and the benchmark write it (references/<scenario>.json)
+    refs = tmp_path / "bench" / "references"
+    refs.mkdir(parents=True)
+    (ref_dir / "reference.json").rename(refs / "all-cooperators-v0.json")
+    assert main(["evaluate", "--run", str(run_dir), "--reference",
+                 str(refs / "all-cooperators-v0.json")]) == 0
+    again = json.loads((run_dir / "metrics.json").read_text())["evaluation"]
+    assert again == metrics["evaluation"]
