@@ -151,15 +151,32 @@ def test_tune_and_sweep(tmp_path):
 
 
 def test_quick_benchmark_puts_it_in_the_claim_map_and_the_institutions(tmp_path):
+    """... and a policy evaluated elsewhere (evaluate --policy) joins the tables and the claim
+    map by --extra-records, scored against the benchmark's own reference."""
+    (tmp_path / "mine.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        def disc_sj(obs):  # cooperate with Good recipients; assess by stern judging
+            phase, _, action, recipient, _ = np.asarray(obs).T
+            return np.where(phase == 0, recipient, action == recipient).astype(float)
+        '''))
+    assert main(["evaluate", "--scenario", "L6-v0", "--policy", f"{tmp_path / 'mine.py'}:disc_sj",
+                 "--eval-envs", "16", "--out", str(tmp_path / "mine"), "--quiet"]) == 0
     out = tmp_path / "results"
     assert main(["benchmark", "--quick", "--algos", "toy-bandit", "--out", str(out),
-                 "--quiet"]) == 0
+                 "--extra-records", str(tmp_path / "mine" / "evaluation.json"), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert {r["algo"] for r in results["records"]} == {"toy-bandit"}
     assert {r["policy_class"] for r in results["records"]} == {"tabular"}  # its only class
+    [extra] = results["extra_records"]
+    reference = json.loads((out / "references" / "L6-v0.json").read_text())
+    assert (extra["algo"], extra["policy_class"]) == ("disc_sj", "own")
+    assert extra["reference_payoff"] == reference["reference_payoff"]
     page = (tmp_path / "results.md").read_text()
     claim = page[page.index("### Claim map"):page.index("### Every scenario")]
     assert "toy-bandit: action head" in claim and "for toy-bandit" in claim
+    assert "disc_sj: fraction of the reference" in claim
+    assert "| L6-v0 | discriminative | disc_sj | own | – |" in page
     study = json.loads((out / "institutions" / "results.json").read_text())
     assert {r["algo"] for r in study["records"]} == {"toy-bandit"}
     tuning = json.loads((out / "tuning.json").read_text())
