@@ -527,25 +527,16 @@ def _extra_evaluations(files: list[str] | None) -> list[dict]:
 
 def _engine(args):
     """The study engine of a command's --backend, --workers and --ray-address."""
-    from .engine import Engine
+    from .engine import engine_from_args
 
-    return Engine(getattr(args, "backend", None) or "local", args.workers or 2,
-                  ray_address=getattr(args, "ray_address", None), progress=not args.quiet)
+    return engine_from_args(args)
 
 
 def _add_engine_options(p, default_workers: int | None = 2,
                         default_backend: str | None = "local") -> None:
-    from .engine import BACKENDS
+    from .engine import add_engine_options
 
-    p.add_argument("--backend", choices=BACKENDS, default=default_backend,
-                   help="local: a pool of --workers processes; ray: Ray tasks (the [ray] extra)"
-                        + ("" if default_backend else " (default: local)"))
-    p.add_argument("--workers", type=_count, default=default_workers,
-                   help="processes (local), or CPUs of a new local Ray instance"
-                        + ("" if default_workers else " (default 2)"))
-    p.add_argument("--ray-address", metavar="ADDRESS",
-                   help='with --backend ray: a cluster to join, e.g. "auto" (default: '
-                        "$RAY_ADDRESS, else a new local instance)")
+    add_engine_options(p, default_workers=default_workers, default_backend=default_backend)
 
 
 def _cmd_flagship(args) -> int:

@@ -36,8 +36,9 @@ from typing import Any
 from .envs.scenarios import Scenario, get_scenario
 from .runfolder import write_json
 
-__all__ = ["BACKENDS", "Cell", "Engine", "Job", "ReferenceRequest", "References", "run_cell",
-           "run_reference"]
+__all__ = ["BACKENDS", "Cell", "Engine", "Job", "ReferenceRequest", "References",
+           "add_engine_options", "engine_from_args", "import_ray", "run_cell", "run_reference",
+           "write_references"]
 
 BACKENDS = ("local", "ray")
 
@@ -234,6 +235,40 @@ def write_references(out: str | Path, refs: Mapping[str, dict]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for ref in refs.values():
         write_json(folder / f"{ref['scenario']}.json", ref)
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_engine_options(parser, *, default_workers: int | None = 2,
+                       default_backend: str | None = "local") -> None:
+    """``--backend``, ``--workers`` and ``--ray-address`` of a study's command (defaults None:
+    the options are optional, e.g. where only some modes of a command run a study)."""
+    parser.add_argument("--backend", choices=BACKENDS, default=default_backend,
+                        help="local: a pool of --workers processes; ray: Ray tasks (the [ray] "
+                             "extra) (default: local)")
+    parser.add_argument("--workers", type=_positive, default=default_workers,
+                        help="processes (local), or CPUs of a new local Ray instance "
+                             "(default: 2)")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help='with --backend ray: a cluster to join, e.g. "auto" (default: '
+                             "$RAY_ADDRESS, else a new local instance)")
+
+
+def engine_from_args(args) -> Engine:
+    """The engine of a command's :func:`add_engine_options` (and ``--quiet``)."""
+    return Engine(args.backend or "local", args.workers or 2, ray_address=args.ray_address,
+                  progress=not getattr(args, "quiet", False))
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 # -- backends ------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import BACKENDS, Cell, Engine, ReferenceRequest, write_references
+from .engine import Cell, Engine, ReferenceRequest, add_engine_options, write_references
 from .learners import get_algorithm
 from .records import build_record
 from .report import format_interval
@@ -405,16 +405,10 @@ def add_parser(subparsers, **kwargs) -> Any:
     p = subparsers.add_parser("sweep", help="scenarios x algorithms x hyper-parameter grid "
                               "(local processes or Ray)", description=_DESCRIPTION, **kwargs)
     p.add_argument("--grid", required=True, metavar="FILE", help="grid file (.yaml / .json)")
-    p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="local: process pool; ray: Ray tasks (default: local)")
     p.add_argument("--out", default="runs/sweep", help="output folder (default: runs/sweep)")
     p.add_argument("--overwrite", action="store_true",
                    help="clear the output folder first if it holds another run (default: off)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="processes (local), or CPUs of a new local Ray instance (default: 2)")
-    p.add_argument("--ray-address", default=None,
-                   help='Ray cluster to join, e.g. "auto" (default: $RAY_ADDRESS, else start '
-                        "a local instance)")
+    add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     p.set_defaults(func=_cmd_sweep)
     return p
