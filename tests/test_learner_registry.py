@@ -274,3 +274,31 @@ def test_unknown_algorithms_and_locators_are_one_line_errors(tmp_path, capsys):
         assert needle in capsys.readouterr().err
     with pytest.raises(ValueError, match="expected a learner class"):
         declare(object())
+
+
+def test_an_installed_package_s_learner_is_known_by_its_entry_point(tmp_path, monkeypatch):
+    """The entry-point group reciprocity.learners (what an installed package declares in its
+    pyproject.toml) makes a learner known by name, in the CLI's choices too."""
+    from importlib.metadata import EntryPoint
+
+    from reciprocity import learners
+
+    (tmp_path / "installed_learners.py").write_text(
+        textwrap.dedent(LEARNER_FILE).replace('name = "frozen"', 'name = "installed"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = EntryPoint(name="installed", value="installed_learners:Frozen",
+                       group=learners.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(learners, "entry_points",
+                        lambda group: [point] if group == learners.ENTRY_POINT_GROUP else [])
+    assert "installed" in algorithm_names()
+    algorithm = get_algorithm("installed")
+    assert algorithm.learner.__module__ == "installed_learners"
+    assert algorithm.locator == "installed_learners:Frozen"  # what a Ray worker loads
+    config = TrainConfig("L6-v0", algo="installed", rounds=10, num_envs=2, eval_envs=4,
+                         eval_rounds=10, eval_burn_in=0)
+    assert train(config, progress=False)[0]["algo"] == "installed"
+    wrong = EntryPoint(name="misnamed", value="installed_learners:Frozen",
+                       group=learners.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(learners, "entry_points", lambda group: [wrong])
+    with pytest.raises(ValueError, match="the two names must agree"):
+        get_algorithm("misnamed")
