@@ -60,6 +60,7 @@ from .report import (
     reference_words,
     save_figure,
     seed_words,
+    smooth,
     wrapped,
     write_block,
 )
@@ -362,13 +363,6 @@ def _training_curves(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rounds), grid
 
 
-def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
-    """Centred moving average over k updates along axis 0 (shorter windows at the edges)."""
-    kernel = np.ones(max(1, min(k, len(y))))
-    count = np.convolve(np.ones(len(y)), kernel, mode="same")
-    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same") / count, 0, y)
-
-
 def plot_learning_curves(out: Path, scenario_ids, runs: dict, refs: dict) -> Path:
     """Training payoff per round against rounds played, one panel per scenario (four per row),
     one line per algorithm and policy class (mean over seeds, smoothed over 5 updates)."""
@@ -381,7 +375,7 @@ def plot_learning_curves(out: Path, scenario_ids, runs: dict, refs: dict) -> Pat
             if scenario != sid:
                 continue
             x, y = _training_curves(run_dir)
-            ax.plot(x, np.nanmean(_smooth(y), axis=1), color=colour(algo),
+            ax.plot(x, np.nanmean(smooth(y), axis=1), color=colour(algo),
                     ls=line_style(policy), label=label(algo, policy))
         ax.axhline(refs[sid]["reference_payoff"], color="k", ls=":", lw=1,
                    label="reference (long run)")

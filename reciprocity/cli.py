@@ -245,7 +245,7 @@ def _check_resume_options(args, run) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .train import TrainConfig, load_run_config, train
+    from .train import LEARNING_CURVE, TrainConfig, load_run_config, train
 
     if args.resume:
         config = load_run_config(args.resume)
@@ -271,13 +271,34 @@ def _cmd_train(args) -> int:
         out, resume = Path(args.out), False
     metrics = train(config, out, resume=resume, overwrite=args.overwrite,
                     progress=not args.quiet)
-    for m in metrics:
-        pol = m["policy"]
-        action = " ".join(f"{k}:{v:.2f}" for k, v in pol["action"].items())
-        print(f"seed {m['seed']}: per-interaction payoff {m['per_interaction_payoff']:.3f} "
-              f"± {m['per_interaction_payoff_ci95']:.3f}  P(C|ctx) {action}")
-    print(f"wrote {out}")
+    print("\n".join(_train_summary(metrics)))
+    print(f"wrote {out} (learning curve: {out / LEARNING_CURVE})")
     return 0
+
+
+def _train_summary(metrics: list[dict]) -> list[str]:
+    """The lines ``train`` prints: per seed its long-run payoff, then a table with one line per
+    learner: its long-run payoff, P(C) per action context and P(Good) per signal context."""
+    first = metrics[0]["policies"][next(iter(metrics[0]["policies"]))]
+    action, signal = list(first["action"]), list(first["signal"])
+    lines = []
+    for m in metrics:
+        learners = len(m["policies"])
+        lines.append(f"seed {m['seed']}: per-interaction payoff {m['per_interaction_payoff']:.3f} "
+                     f"± {m['per_interaction_payoff_ci95']:.3f} (long run"
+                     + (f", mean over {learners} learners)" if learners > 1 else ")"))
+    width = max(len("learner"), *(len(a) for m in metrics for a in m["policies"]))
+    lines.append(f"{'':{width + 6}s}{'long-run':>8s}  {'P(C) | own, recipient':{5 * len(action)}s} "
+                 "P(Good) | donor, action, recipient")
+    lines.append(f"{'seed':>4s} {'learner':{width}s} {'payoff':>8s}  "
+                 + " ".join(f"{c:>4s}" for c in action) + "  "
+                 + " ".join(f"{c:>4s}" for c in signal))
+    for m in metrics:
+        for agent, pol in m["policies"].items():
+            lines.append(f"{m['seed']:>4d} {agent:{width}s} {m['per_agent_payoff'][agent]:8.3f}  "
+                         + " ".join(f"{pol['action'][c]:4.2f}" for c in action) + "  "
+                         + " ".join(f"{pol['signal'][c]:4.2f}" for c in signal))
+    return lines
 
 
 def _cmd_reference(args) -> int:

@@ -7,9 +7,9 @@
 * **Heads in words** (:func:`seed_words`, :func:`head_words`, :func:`reference_words`): how the
   learned heads came out, as the spec's head diagnosis (conditional, constant, undecided).
 * **Figures** (:func:`pyplot`, :func:`colour`, :func:`line_style`, :func:`label`,
-  :func:`interaction_ticks`, :func:`panel_grid`, :func:`wrapped`): the Agg backend, one colour per
-  algorithm (declared by the learner, :mod:`reciprocity.learners`), one line style per policy
-  class, log interaction axes with plain labels.
+  :func:`interaction_ticks`, :func:`panel_grid`, :func:`smooth`, :func:`wrapped`): the Agg
+  backend, one colour per algorithm (declared by the learner, :mod:`reciprocity.learners`), one
+  line style per policy class, log interaction axes with plain labels.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from .runfolder import save_figure, write_text
 
 __all__ = ["DIAGNOSIS_WORDS", "POLICY_STYLES", "SIDES", "colour", "format_interval",
            "head_words", "interaction_ticks", "label", "line_style", "panel_grid", "pyplot",
-           "reference_words", "save_figure", "seconds", "seed_words", "wrapped", "write_block"]
+           "reference_words", "save_figure", "seconds", "seed_words", "smooth", "wrapped",
+           "write_block"]
 
 
 # -- generated blocks ----------------------------------------------------------------------------
@@ -136,6 +137,17 @@ def panel_grid(n: int, cols: int) -> tuple[int, int]:
     """(rows, columns) of a panel grid for n panels: no more than cols - 1 empty panels."""
     cols = max(1, min(n, cols))
     return -(-n // cols), cols
+
+
+def smooth(y, k: int = 5):
+    """Centred moving average over k points along axis 0 (shorter windows at the edges): a
+    learning curve's trend under the noise of single updates."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=float)
+    kernel = np.ones(max(1, min(k, len(y))))
+    count = np.convolve(np.ones(len(y)), kernel, mode="same")
+    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same") / count, 0, y)
 
 
 def wrapped(text: str, width_inches: float) -> str:

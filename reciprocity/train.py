@@ -30,15 +30,16 @@ S x F independent rows of one learner in the scenario with its first learner slo
 row with its own games, decisions and internal randomness drawn from its seed and learner
 index alone. A warm-up update is one update of the run (checkpoints and resume cover it);
 ``progress.csv`` marks its rows ``stage = warmup`` (payoffs in the copy) and the later ones
-``stage = together``.
+``stage = together``, and the progress bar names the stage.
 
 Outputs in ``out`` (a run folder, see :mod:`reciprocity.runfolder`): ``run.json`` (the run's
 identity and status), ``metrics.json`` (single seed) or ``seed_<s>/metrics.json`` per seed plus
 ``summary.json``; ``progress.csv`` (learning curves, rewritten at every checkpoint and at the
-end); TensorBoard event files in ``tb/`` when the ``tensorboard`` package is installed (a live
-view); ``checkpoint.pt`` (resume with ``resume=True``). Checkpoints embed the fully resolved
-scenario and every option, so a run resumes from any directory even if its scenario file has
-changed or gone.
+end); ``learning_curve.png`` (:func:`plot_learning_curve`: training payoff per round against
+rounds, per seed, the warm-up shaded; written at the end); TensorBoard event files in ``tb/``
+when the ``tensorboard`` package is installed (a live view); ``checkpoint.pt`` (resume with
+``resume=True``). Checkpoints embed the fully resolved scenario and every option, so a run
+resumes from any directory even if its scenario file has changed or gone.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ from .train_config import (  # noqa: F401  (re-exported: the options of a run li
 
 #: Checkpoints of a run when ``checkpoint_every`` is None (evenly spaced, plus one at the end).
 DEFAULT_CHECKPOINTS = 10
+#: The learning-curve figure of a run folder (:func:`plot_learning_curve`).
+LEARNING_CURVE = "learning_curve.png"
 
 def warmup_seed(seed: int, learner: int) -> int:
     """The seed of a warm-up: learner ``learner`` (its index among the focal slots) of run seed
@@ -348,14 +351,26 @@ class Snapshots(Callback):
 
 
 class ProgressBar(Callback):
-    """A progress bar over the updates, with the last training payoff per round."""
+    """A progress bar over the updates, with the last training payoff per round. With a warm-up
+    its description names the stage of the coming updates: ``warm-up`` (with the warm-up's share
+    of the updates; the payoffs are those of the warm-up game), then ``together``."""
 
     def __init__(self, run: TrainingRun, enabled: bool):
+        self.name = f"{run.config.algorithm.name} {run.config.scenario_data.id}"
         self.bar = tqdm(total=run.num_updates, initial=run.update, disable=not enabled,
-                        desc=f"{run.config.algorithm.name} {run.config.scenario_data.id}",
-                        unit="update")
+                        desc=self.description(run), unit="update")
+
+    def description(self, run: TrainingRun) -> str:
+        if not run.warmup_updates:
+            return self.name
+        if run.update < run.warmup_updates:
+            return (f"{self.name} warm-up (updates 1-{run.warmup_updates} of "
+                    f"{run.num_updates}, alone)")
+        return f"{self.name} together"
 
     def on_update(self, run: TrainingRun, rows: list[dict]) -> None:
+        if run.warmup_updates and run.update == run.warmup_updates:
+            self.bar.set_description(self.description(run), refresh=False)
         self.bar.update()
         self.bar.set_postfix(reward=f"{np.mean([r['train_reward_per_round'] for r in rows]):.3f}")
 
@@ -520,6 +535,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                              "scenario": scenario.to_dict()})
         if out is not None:
             write_metrics(out, metrics)
+            plot_learning_curve(out / LEARNING_CURVE, log.rows, config, metrics)
             folder.complete()
         return metrics
     finally:
@@ -577,6 +593,50 @@ def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str,
                             for i, b in enumerate(budgets)]
         metrics.append(m)
     return metrics
+
+
+def plot_learning_curve(path: str | Path, rows: list[dict], config: TrainConfig,
+                        metrics: list[dict] | None = None) -> Path:
+    """The learning curve of a run: training payoff per round (mean over a seed's learners and
+    games, one point per update: thin) and its moving average over 5 updates (thick) against
+    the rounds played per game, one colour per seed (``rows``: the rows of progress.csv). A
+    warm-up is shaded up to where it ends (its payoffs are the warm-up game's); b - c (full
+    cooperation) is dotted; ``metrics`` put each seed's evaluated long-run payoff at the end."""
+    from .report import pyplot, save_figure, smooth
+
+    plt = pyplot()
+    scenario = config.scenario_data
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, seed in enumerate(config.seeds):
+        mine = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["rounds"])
+        x = np.array([r["rounds"] for r in mine], dtype=float)
+        y = np.array([r["train_reward_per_round"] for r in mine], dtype=float)
+        c = colours[k % len(colours)]
+        ax.plot(x, y, color=c, lw=0.7, alpha=0.35)
+        ax.plot(x, smooth(y), color=c, lw=1.8, label=f"seed {seed}")
+        for m in metrics or ():
+            if m["seed"] == seed:
+                ax.plot([config.rounds], [m["per_interaction_payoff"]], marker="D", ms=6,
+                        color=c, mec="k", ls="none")
+    if metrics:
+        ax.plot([], [], marker="D", ms=6, color="0.6", mec="k", ls="none",
+                label="policy evaluated after training (long run)")
+    if config.warmup:
+        ax.axvspan(0, config.warmup, color="0.88", zorder=0,
+                   label="warm-up (each learner alone; the warm-up game's payoffs)")
+        ax.axvline(config.warmup, color="0.4", lw=1)
+    full = scenario.benefit - scenario.cost
+    ax.axhline(full, color="k", ls=":", lw=1, label=f"b - c = {full:g} (full cooperation)")
+    ax.set_xlim(0, config.rounds * 1.03)
+    ax.set(xlabel="rounds played per game",
+           ylabel="training payoff per round\n(mean over learners and games)")
+    ax.set_title(f"{config.algorithm.name} on {scenario.id}: learning curve "
+                 f"({config.num_envs} games per seed)", fontsize=10)
+    ax.legend(fontsize=8, loc="best", ncol=1 + len(config.seeds) // 6)
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def write_metrics(out: Path, metrics: list[dict]) -> None:

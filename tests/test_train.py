@@ -56,6 +56,31 @@ def test_multi_learner_metrics_cover_every_focal_agent(tmp_path):
     assert len(metrics[0]["per_agent_payoff"]) == 7
 
 
+def test_cli_train_reports_stages_learners_and_learning_curve(tmp_path, capsys):
+    """Several learners with a warm-up: the progress bar names the stage (warm-up, then
+    together), the summary has one line per learner with both heads, and the run folder holds
+    the learning-curve figure."""
+    out = tmp_path / "run"
+    assert main(["train", "--scenario", "many-learners-v0", "--seeds", "0", "1", "--rounds",
+                 "40", "--warmup", "20", "--num-envs", "2", "--eval-envs", "4", "--eval-rounds",
+                 "5", "--set", "rounds_per_update=10", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "rg many-learners-v0 warm-up (updates 1-2 of 4, alone)" in printed.err
+    assert "rg many-learners-v0 together" in printed.err
+    lines = printed.out.splitlines()
+    header = next(line for line in lines if line.startswith("seed learner"))
+    assert header.split()[3:] == list(ACTION_CONTEXTS) + list(SIGNAL_CONTEXTS)
+    for seed in (0, 1):
+        metrics = json.loads((out / f"seed_{seed}" / "metrics.json").read_text())
+        for agent, policy in metrics["policies"].items():
+            line = next(line for line in lines if line.split()[:2] == [str(seed), agent])
+            tables = [*policy["action"].values(), *policy["signal"].values()]
+            assert [float(v) for v in line.split()[3:]] == [round(v, 2) for v in tables]
+            assert float(line.split()[2]) == round(metrics["per_agent_payoff"][agent], 3)
+    assert sum(line.split()[1:2] == ["agent_6"] for line in lines) == 2
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_several_seeds_are_independent_runs(tmp_path):
     metrics = train(TrainConfig("L6-v0", seeds=(0, 1, 2), rounds=20, num_envs=2, eval_envs=4),
                     tmp_path, progress=False)
