@@ -68,10 +68,11 @@ test-ray: $(RAY_VENV)/.installed
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
 
-# The results benchmark on its quick settings (same code paths, about a minute), into build/
+# The results benchmark on its quick settings (same code paths, about a minute), into
+# build/bench-quick (its page: build/bench-quick/results.md)
 bench-quick: $(STAMP)
 	rm -rf build/bench-quick
-	$(BIN)/reciprocity benchmark --quick --out build/bench-quick/results --quiet
+	$(BIN)/reciprocity benchmark --quick --out build/bench-quick --quiet
 
 # Regenerate docs/results.md, docs/results/ (the institutions study included), docs/attribution/
 # and the tuning table of docs/agents.md (about 50 minutes on 2 cores, measured; run it on a quiet machine:

@@ -2,7 +2,7 @@
 catalogue, with per-budget tuned hyper-parameters, long-run payoffs and head diagnosis.
 
     reciprocity benchmark --out docs/results --tuning-doc docs/agents.md
-    reciprocity benchmark --quick --out runs/quick      # the same code paths in minutes
+    reciprocity benchmark --quick --out runs/quick      # the same code paths in about a minute
 
 Steps (every job runs in a pool of ``workers`` processes, longest first):
 
@@ -26,9 +26,11 @@ Outputs in ``out``: ``results.json`` (``records``, ``curves``, ``config``), ``be
 (configuration and wall time), ``tuning.json``, ``references/<scenario>.json``,
 ``runs/<scenario>/<algo>-<policy>/<budgets>/`` (per-seed metrics with every budget's evaluation,
 ``progress.csv``), ``curves_<regime>.png``, ``policy_heatmaps.png``, ``learning_curves.png`` and
-``<scenario>.png``. The generated block of ``<out>.md`` (e.g. ``docs/results.md``) is refreshed:
-text outside the markers is kept, so the discussion survives regeneration. With
-``--tuning-doc FILE`` the tuning table of FILE is refreshed too.
+``<scenario>.png``. The generated blocks of the results page are refreshed: text outside the
+markers is kept, so the discussion survives regeneration. The page is ``<out>.md`` beside the
+folder by default — ``docs/results.md`` beside ``docs/results/``, the documentation's page — and
+``<out>/results.md`` inside it for ``--quick`` (a check of the code paths, whose outputs all stay
+in ``--out``). With ``--tuning-doc FILE`` the tuning table of FILE is refreshed too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +133,7 @@ class BenchmarkConfig:
 
 
 def quick_config(**overrides) -> BenchmarkConfig:
-    """A few minutes on 2 cores, every code path of the full benchmark: 3 scenarios (degenerate,
+    """About a minute on 2 cores, every code path of the full benchmark: 3 scenarios (degenerate,
     discriminative, several learners), budgets of 10 and 20 rounds, 2 seeds, a tiny tuning."""
     settings = dict(scenarios=("all-cooperators-v0", "L6-v0", "many-learners-v0"),
                     budgets=(10, 20), main_budget=20, seeds=2, num_envs=4, eval_envs=16,
@@ -143,15 +146,17 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str |
                   tuning_doc: str | Path | None = None, progress: bool = True,
                   write_table: bool = True, command: str | None = None,
                   overwrite: bool = False, engine: Engine | None = None,
-                  extra_evaluations: list[dict] | None = None) -> dict:
+                  extra_evaluations: list[dict] | None = None,
+                  page: str | Path | None = None) -> dict:
     """Run everything and write the outputs; returns ``results.json``'s content.
 
     Args:
         tuning: an outcome of :func:`reciprocity.tuning.run_tuning` (or its ``tuning.json``) to
             reuse; default: run ``cfg.tuning`` (or use the defaults if it is None).
         tuning_doc: Markdown file whose tuning block is refreshed (e.g. ``docs/agents.md``).
+        write_table: refresh the generated blocks of the results page.
         command: the command line quoted in the generated blocks (default: the plain
-            ``reciprocity benchmark --out OUT --overwrite``).
+            ``reciprocity benchmark --out OUT``, with ``--overwrite`` if ``overwrite``).
         overwrite: replace a folder that holds another run (otherwise refused).
         engine: runs the jobs (default: a local pool of 2 processes).
         extra_evaluations: evaluations of policies trained elsewhere (the evaluation.json of
@@ -159,6 +164,8 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str |
             by the benchmark's protocol; those of one policy (``algo``) and scenario are its
             seeds. They become records (policy class ``own``) in the per-scenario table, the
             policy heat-maps and the claim map beside the benchmark's own.
+        page: the results page (default ``<out>.md``, beside the folder: docs/results.md for
+            docs/results); its figures are linked relative to it.
     """
     from .runfolder import read_json
 
@@ -169,8 +176,12 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str |
                                                                            "candidates")},
                 **({"extra_evaluations": extra_evaluations} if extra_evaluations else {})}
     engine = engine or Engine(progress=progress)
+    command = command or f"reciprocity benchmark --out {Path(out).as_posix()}" + \
+        (" --overwrite" if overwrite else "")
+    page = (Path(page) if page is not None else Path(out).with_suffix(".md")) \
+        if write_table else None
     with open_run(out, "benchmark", identity, overwrite=overwrite) as folder:
-        results = _run_benchmark(cfg, folder.path, tuning, tuning_doc, progress, write_table,
+        results = _run_benchmark(cfg, folder.path, tuning, tuning_doc, progress, page,
                                  command, engine, list(extra_evaluations or []))
         folder.complete()
     return results
@@ -209,9 +220,8 @@ def curve_cells(cfg: BenchmarkConfig, refs: dict, tuning: dict | None) -> list[C
 
 
 def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_doc,
-                   progress: bool, write_table: bool, command: str | None, engine: Engine,
+                   progress: bool, page: Path | None, command: str, engine: Engine,
                    extra_evaluations: list[dict]) -> dict:
-    command = command or f"reciprocity benchmark --out {out.as_posix()} --overwrite"
     start = time.perf_counter()
     ids = {s: get_scenario(s).id for s in cfg.scenarios}
     tuning_scenarios = [] if cfg.tuning is None or tuning is not None else \
@@ -264,11 +274,11 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_
     for sid in scenario_ids:
         plot_scenario(out, sid, [r for r in records if r["scenario"] == sid], refs[sid],
                       cfg.main_budget)
-    if write_table:
-        write_results_table(out, results_json, meta, refs)
+    if page is not None:
+        write_results_table(out, results_json, meta, refs, page)
     if cfg.institutions is not None:
         run_institutions(cfg.institutions, out / "institutions", references=cache,
-                         tuning=tuning, doc=out.with_suffix(".md") if write_table else None,
+                         tuning=tuning, doc=page,
                          progress=progress, command=command, engine=engine)
     return results_json
 
@@ -468,8 +478,15 @@ def results_table(records: list[dict], refs: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_results_table(out: Path, results: dict, meta: dict, refs: dict) -> None:
-    """Refresh the generated block of ``<out>.md`` (e.g. docs/results.md for docs/results)."""
+def write_results_table(out: Path, results: dict, meta: dict, refs: dict,
+                        page: str | Path | None = None) -> None:
+    """Refresh the generated block of the results page ``page`` (default ``<out>.md``, e.g.
+    docs/results.md for docs/results), its figures linked relative to it."""
+    page = Path(out).with_suffix(".md") if page is None else Path(page)
+
+    def figure(name: str) -> str:
+        return Path(os.path.relpath(Path(out, name).resolve(), page.resolve().parent)).as_posix()
+
     cfg = meta["config"]
     records, points = results["records"], results["curves"]
     tuned = "tuned at each budget (see the tuning table in agents.md)" \
@@ -495,7 +512,7 @@ def write_results_table(out: Path, results: dict, meta: dict, refs: dict) -> Non
                    "(mean over the scenarios with a positive reference) and, in brackets, the "
                    f"training wall-clock time of the {cfg['seeds']} seeds together (median over "
                    "scenarios).", "", curve_table(points, group), "",
-                   f"![{group} curves]({out.name}/curves_{group}.png)", ""]
+                   f"![{group} curves]({figure(f'curves_{group}.png')})", ""]
     blocks += [
         "### Claim map: where do the baselines collapse into constant-output policies?",
         "",
@@ -516,11 +533,10 @@ def write_results_table(out: Path, results: dict, meta: dict, refs: dict) -> Non
         results_table([r for r in records if r["budget"] == cfg["main_budget"]]
                       + results.get("extra_records", []), refs),
         "",
-        f"![policy heat-maps]({out.name}/policy_heatmaps.png)",
+        f"![policy heat-maps]({figure('policy_heatmaps.png')})",
         "",
-        f"![learning curves]({out.name}/learning_curves.png)",
+        f"![learning curves]({figure('learning_curves.png')})",
     ]
-    md = out.with_suffix(".md")
-    if not md.is_file():
-        write_text(md, "# Results\n")
-    write_block(md, TABLE_START, TABLE_END, "\n".join(blocks))
+    if not page.is_file():
+        write_text(page, "# Results\n")
+    write_block(page, TABLE_START, TABLE_END, "\n".join(blocks))

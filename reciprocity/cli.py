@@ -514,26 +514,29 @@ def _cmd_benchmark(args) -> int:
         if value not in (None, False):
             command += [flag] + ([] if value is True else
                                  list(map(str, value)) if isinstance(value, list) else [value])
-    command.append("--overwrite")  # the command regenerates the folder it names
+    if args.overwrite:  # the generated blocks quote the command as it was run
+        command.append("--overwrite")
+    # the results page: the documentation's beside its folder (docs/results.md beside
+    # docs/results/); a --quick check keeps everything it writes inside --out
+    out = Path(args.out)
+    page = out / "results.md" if args.quick else out.with_suffix(".md")
     if "curves" not in stages:  # the institutions study alone, beside the benchmark's results
         from .runfolder import read_json
 
         tuning = None if args.tuning is None else \
             read_json(args.tuning, "--tuning", required=("selected", "candidates"))
-        out = Path(args.out)
         results = run_institutions(cfg.institutions, out / "institutions", tuning=tuning,
-                                   doc=out.with_suffix(".md"), progress=not args.quiet,
+                                   doc=page, progress=not args.quiet,
                                    command=" ".join(map(str, command)),
                                    overwrite=args.overwrite, engine=engine)
         print(f"{len(results['records'])} records; wrote {out / 'institutions'}/results.json "
-              f"and {out.with_suffix('.md')}")
+              f"and {page}")
         return 0
     results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
                             progress=not args.quiet, command=" ".join(map(str, command)),
                             overwrite=args.overwrite, engine=engine,
-                            extra_evaluations=extra)
-    print(f"{len(results['records'])} records; wrote {args.out}/results.json and "
-          f"{Path(args.out).with_suffix('.md')}")
+                            extra_evaluations=extra, page=page)
+    print(f"{len(results['records'])} records; wrote {out / 'results.json'} and {page}")
     return 0
 
 
@@ -757,11 +760,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("benchmark", "sample-efficiency curves of every algorithm and policy class on "
                 "the catalogue, tuned per budget -> results page")
-    _add_output_options(p, "output folder; the table goes to the .md file beside it",
+    _add_output_options(p, "output folder; the results page is the .md file beside it "
+                        "(docs/results.md for docs/results), with --quick OUT/results.md",
                         "docs/results")
     p.add_argument("--quick", action="store_true",
                    help="3 scenarios, budgets 10 and 20, 2 seeds, a tiny tuning: the same code "
-                        "paths in a few minutes (for CI)")
+                        "paths in about a minute on 2 cores (for CI); everything, the results "
+                        "page included, goes into --out")
     p.add_argument("--stages", nargs="+", choices=["curves", "institutions"],
                    help="curves: the sample-efficiency benchmark; institutions: many learners "
                         "under each institution and start, into OUT/institutions (alone, it "

@@ -154,6 +154,21 @@ def test_flagship_command_prints_a_table(tmp_path, capsys):
     assert (tmp_path / "f" / "discriminators-vs-defectors-v0.png").is_file()
 
 
+def test_quick_benchmark_states_one_duration(capsys):
+    """The --quick help and the README's command line say the same (measured: 73 s on 2 busy
+    cores)."""
+    from pathlib import Path
+
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "paths in about a minute on 2 cores" in help_text
+    assert "OUT/results.md" in help_text
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "benchmark --quick" in x)
+    assert "about a minute" in line and "runs/quick/results.md" in line
+
+
 def test_benchmark_command_errors_are_one_line(tmp_path, capsys):
     assert main(["benchmark", "--quick", "--out", str(tmp_path), "--tuning",
                  str(tmp_path / "missing.json")]) == 2

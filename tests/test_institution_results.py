@@ -179,12 +179,20 @@ def test_the_stage_alone_leaves_the_benchmark_s_files(tmp_path, capsys):
     argv = ["benchmark", "--quick", "--stages", "institutions", "--algos", "rg", "--seeds", "1",
             "--out", str(out), "--quiet"]
     assert main(argv) == 0
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # the benchmark's files as they were (its list of written files gains the page)
+    assert {k: after[k] for k in before if k != ".files"} == \
+        {k: v for k, v in before.items() if k != ".files"}
     saved = json.loads((out / "institutions" / "results.json").read_text())
     assert {r["algo"] for r in saved["records"]} == {"rg"} and saved["config"]["seeds"] == 1
+    # the command as it was run (no --overwrite was given)
     assert saved["command"] == ("reciprocity benchmark --out " + out.as_posix() + " --quick "
-                                "--stages institutions --algos rg --seeds 1 --overwrite")
-    assert SECTION_START in (tmp_path / "results.md").read_text()
+                                "--stages institutions --algos rg --seeds 1")
+    # --quick keeps its page inside --out, the figure linked relative to it
+    assert sorted(after) == sorted({*before, "results.md"})
+    page = (out / "results.md").read_text()
+    assert SECTION_START in page and "![institutions](institutions/institutions.png)" in page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
     capsys.readouterr()
     # again: the same run is replaced; another one needs --overwrite
     assert main(argv) == 0
