@@ -46,12 +46,13 @@ METRICS_KEYS = ("scenario", "algo", "seed", "per_interaction_payoff", "policies"
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written; every option's help ends with its default."""
+    """Descriptions as written; every option's help ends with its default (unless the help
+    already states it: "(default ..." or "default: ...")."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         if not action.option_strings or action.default is argparse.SUPPRESS \
-                or "(default" in text or "(required" in text:
+                or "(default" in text or "default:" in text or "(required" in text:
             return text
         if action.required:
             return f"{text} (required)"
@@ -95,9 +96,22 @@ _rounds = _non_negative("a number of rounds")
 
 
 def _cmd_scenarios(args) -> int:
-    for sid in scenarios():
+    import shutil
+    import textwrap
+
+    # the terminal's width, at most 100 columns (100 when the output is not a terminal)
+    width = max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
+    ids = scenarios()
+    id_width = max(len(sid) for sid in ids)
+    for sid in ids:
         s = get_scenario(sid)
-        print(f"{sid:40s} N={len(s.population):<3d} focal={s.num_focal}  {s.description}")
+        head = f"{sid:{id_width}s}  N={len(s.population):<3d} focal={s.num_focal:<2d} "
+        if width - len(head) < 40:  # a narrow terminal: the description below, indented
+            print(head.rstrip())
+            head = "    "
+        print(textwrap.fill(s.description, width, initial_indent=head,
+                            subsequent_indent=" " * len(head), break_on_hyphens=False)
+              or head.rstrip())  # (no description)
     return 0
 
 

@@ -101,6 +101,21 @@ def test_python_block_runs(block: Block, tmp_path, monkeypatch):
             plt.close("all")
 
 
+def test_readme_quick_start_prints_what_the_readme_shows(tmp_path, monkeypatch, capsys):
+    """The quick start prints every step's rewards and the mean payoff per round, as the
+    ```text block after it shows (its first lines and its last)."""
+    readme = ROOT / "README.md"
+    block = python_blocks(readme)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block.code, f"{readme}:block0", "exec"), {"__name__": "__main__"})
+    printed = capsys.readouterr().out.splitlines()
+    text = readme.read_text(encoding="utf-8")
+    shown = text[text.index("```text", text.index("## Quick start")):].split("```")[1]
+    shown = shown.splitlines()[1:]  # after the info string
+    assert printed[:2] == shown[:2] and printed[-1] == shown[-1] and shown[2] == "..."
+    assert "mean payoff per round" in printed[-1]
+
+
 def _catalogue_rows() -> list[list[str]]:
     """Table rows built from envs/catalogue/*.json (not the registry, which tests may extend)."""
     from reciprocity.envs import Scenario

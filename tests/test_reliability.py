@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -530,6 +531,9 @@ def test_every_option_has_help_and_a_default_and_no_markup():
             assert shown, (name, action.option_strings)
             assert "default" in shown or "required" in shown, (name, action.option_strings,
                                                                 shown)
+            # stated once: "(default ..." or "default: ..." (e.g. --init's uniform 0.5)
+            assert len(re.findall(r"\(default\b|\bdefault:", shown)) == 1 \
+                or "required" in shown, (name, action.option_strings, shown)
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections import Counter
 from importlib import resources
 from pathlib import Path
@@ -466,3 +467,21 @@ def test_play_scenario_fills_the_focal_slots_with_the_strategy():
         played.final_reputation[0].tolist()
     with pytest.raises(ValueError, match="rounds must be a positive integer"):
         play_scenario("L6-v0", "L6", 0)
+
+
+@pytest.mark.parametrize("columns", ["300", "100", "70"])
+def test_scenarios_command_fits_the_terminal(columns, monkeypatch, capsys):
+    """``reciprocity scenarios`` wraps to the terminal's width, at most 100 columns, and every
+    scenario's description is there in full."""
+    from reciprocity.cli import main
+
+    monkeypatch.setenv("COLUMNS", columns)
+    assert main(["scenarios"]) == 0
+    printed = capsys.readouterr().out
+    assert max(map(len, printed.splitlines())) <= min(100, int(columns))
+    blocks = re.split(r"\n(?=\S)", printed.strip())  # one per scenario: its id starts a line
+    assert [b.split()[0] for b in blocks] == scenarios()
+    for block in blocks:
+        sid, words = block.split()[0], block.split()[3:]
+        assert " ".join(words) == " ".join(get_scenario(sid).description.split())
+
