@@ -156,7 +156,9 @@ def prepare(action: torch.Tensor, signal: torch.Tensor, *, observers_per_interac
 def advance(p: torch.Tensor, tables: RoundTables, *, benefit: float, cost: float,
             update_probability: float,
             signal_audit: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """One round from reputations p (..., N), with tables from :func:`prepare`.
+    """One round from reputations p (..., N), with tables from :func:`prepare`. The numbers of
+    the game (b, c, u, v) are floats, or tensors broadcasting against p (..., 1): one game per
+    batch element (a learned world model's estimates, :mod:`reciprocity.agents.world`).
 
     Returns (next p (..., N), expected payoff of every agent this round (..., N)).
     """
@@ -173,7 +175,7 @@ def advance(p: torch.Tensor, tables: RoundTables, *, benefit: float, cost: float
     payoff = benefit * receive - cost * give
     good = (joint * tables.judged).sum(dim=(-1, -2))       # the verdict about d is Good
     p_next = p + update_probability * (good - p)
-    if signal_audit > 0:
+    if not _is(signal_audit, 0):
         audited = tables.audited
         context = joint[..., None] * torch.stack((1 - audited, audited), dim=-1)  # pi_d[x, y, a]
         observed = (context.sum(dim=-4, keepdim=True) - context) / (n - 1)  # donor d != o
@@ -200,9 +202,15 @@ def round_step(p: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, b
         (next p (..., N), expected payoff of every agent this round (..., N)).
     """
     tables = prepare(action, signal, observers_per_interaction=observers_per_interaction,
-                     audit_norm=audit_norm if signal_audit > 0 else None)
+                     audit_norm=None if _is(signal_audit, 0) else audit_norm)
     return advance(p, tables, benefit=benefit, cost=cost, update_probability=update_probability,
                    signal_audit=signal_audit)
+
+
+def _is(value, number: float) -> bool:
+    """Whether a number of the game is the float ``number`` (a tensor of per-element numbers
+    never is: the general formula serves it)."""
+    return not isinstance(value, torch.Tensor) and value == number
 
 
 def discount_weights(horizon: int, gamma: float) -> tuple[list[float], float]:
@@ -266,9 +274,12 @@ def fused_round(p: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor, *, cost_per
     give_good = torch.addcmul(columns[..., :2], columns[..., 2:], others_good.unsqueeze(-1))
     others = columns.sum(dim=-2, keepdim=True) - columns                  # sums over d != r
     payoff = torch.addcmul(others[..., 0], p, others[..., 2], value=n - 1)  # receipts x (N - 1)
-    payoff.add_(give_good[..., 0], alpha=-cost_per_benefit)
+    if isinstance(cost_per_benefit, torch.Tensor):
+        payoff = payoff - cost_per_benefit * give_good[..., 0]
+    else:
+        payoff.add_(give_good[..., 0], alpha=-cost_per_benefit)
     good = give_good[..., 1]
-    p_next = good if update_probability == 1 else torch.lerp(p, good, update_probability)
+    p_next = good if _is(update_probability, 1) else torch.lerp(p, good, update_probability)
     return p_next, payoff, (others_good, columns, others)
 
 
@@ -304,7 +315,10 @@ class _FusedUnroll(torch.autograd.Function):
         for weight in weights:
             p_next, payoff, saved = fused_round(p, c0, c1, cost_per_benefit=cost / per_benefit,
                                                 update_probability=rho)
-            total.add_(payoff, alpha=weight / norm * per_benefit)
+            if isinstance(per_benefit, torch.Tensor):
+                total.add_(payoff * (weight / norm * per_benefit))
+            else:
+                total.add_(payoff, alpha=weight / norm * per_benefit)
             if keep:
                 trace.append((p, saved))
             p = p_next
@@ -328,10 +342,12 @@ class _FusedUnroll(torch.autograd.Function):
         columns_bar, reputations = [], []
         for p, saved in reversed(ctx.trace):
             next_bar = p_bar * gamma           # the next round's p cotangent, per unit weight here
-            good_bar = next_bar if rho == 1 else next_bar * rho
+            good_bar = next_bar if _is(rho, 1) else next_bar * rho
             p_bar, bar = fused_round_backward(good_bar, p, c1, saved, receipts_bar, give_bar,
                                               u_bar)
-            if rho != 1:
+            if isinstance(rho, torch.Tensor):
+                p_bar.add_(next_bar * (1 - rho))
+            elif rho != 1:
                 p_bar.add_(next_bar, alpha=1 - rho)
             columns_bar.append(bar)
             reputations.append(p)
@@ -368,8 +384,8 @@ def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, hori
     keywords are those of :func:`round_step`.
     """
     tables = prepare(action, signal, observers_per_interaction=observers_per_interaction,
-                     audit_norm=audit_norm if signal_audit > 0 else None)
-    if signal_audit == 0:
+                     audit_norm=None if _is(signal_audit, 0) else audit_norm)
+    if _is(signal_audit, 0):
         return fused_unroll(p0, tables, horizon=horizon, gamma=gamma, benefit=benefit, cost=cost,
                             update_probability=update_probability)
     weights, norm = discount_weights(horizon, gamma)

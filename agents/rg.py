@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..envs.config import EnvConfig
+from ..envs.norms import parse_assessment_rule
 from ..learners import LEARNING_RATES, POLICY_CLASSES, ROUNDS_PER_UPDATE
 from .checks import check_choice, check_int, check_real
 from .estimators import PublicEstimators
@@ -35,6 +36,12 @@ from .model import learner_tables, unroll
 from .policy import POLICY_KINDS, ReputationPolicy
 from .rollout import Rollout
 from .seeding import per_row, row_seeds
+from .world import ESTIMATED, WORLD_MODELS, make_world
+
+#: How an RG step moves the policy (RGConfig.ascent).
+ASCENTS = ("auto", "logits", "targets")
+#: Target tables stay this far from 0 and 1 (the cross-entropy then keeps the logits finite).
+TARGET_MARGIN = 0.0005
 
 # Memory of the model unroll per (model round, seed, learner, game, slot), saved for the backward
 # pass: ~90 bytes measured (peak RSS) on many-learners-v0, rounded up.
@@ -57,6 +64,21 @@ class RGConfig:
     estimator_decay: float = 0.97  # forgetting factor of estimator counts per update
     policy: str = "tabular"  # "tabular" logits or "mlp"
     hidden: int = 32  # MLP width (policy="mlp")
+    # how an RG step moves the policy: "logits" ascends the objective through the policy's
+    # parameters; "targets" lets RG propose target tables one step up its gradient in
+    # probability space, T = clip(P + target_step dV/dP, TARGET_MARGIN, 1 - TARGET_MARGIN),
+    # and fits the policy to them by cross-entropy (what a network needs: the gradient through
+    # a saturated sigmoid vanishes); "auto": logits for tabular policies, targets for the MLP
+    ascent: str = "auto"
+    target_step: float = 1.0  # "targets": the step in probability per unit of dV/dP
+    # the numbers of the game in the model (reciprocity.agents.world): "oracle" (the scenario's)
+    # or "learned" (estimated from the learner's own payoffs, decisions and the public record)
+    world_model: str = "oracle"
+    # deliberately misspecified models, for studies of what RG depends on: the oracle's numbers
+    # multiplied, e.g. {"execution_error": 2.0}; every other agent modelled as assessing by a
+    # given norm (e.g. "image_scoring") instead of as its estimator says
+    world_factors: dict | None = None
+    others_norm: str | None = None
 
     def __post_init__(self):
         for name in ("rounds_per_update", "horizon", "steps_per_update", "hidden"):
@@ -68,6 +90,29 @@ class RGConfig:
         self.estimator_decay = check_real("estimator_decay", self.estimator_decay, 0.0, 1.0,
                                           low_open=True)
         self.policy = check_choice("policy", self.policy, POLICY_KINDS)
+        self.ascent = check_choice("ascent", self.ascent, ASCENTS)
+        self.target_step = check_real("target_step", self.target_step, 0.0, low_open=True)
+        self.world_model = check_choice("world_model", self.world_model, WORLD_MODELS)
+        if self.world_factors is not None:
+            if not isinstance(self.world_factors, dict):
+                raise ValueError(f"world_factors must be a mapping number -> factor, got "
+                                 f"{self.world_factors!r}")
+            self.world_factors = {str(k): check_real(f"world_factors.{k}", v, 0.0)
+                                  for k, v in self.world_factors.items()}
+            unknown = sorted(set(self.world_factors) - set(ESTIMATED))
+            if unknown:
+                raise ValueError(f"world_factors: unknown number(s) {unknown}; known: "
+                                 f"{list(ESTIMATED)}")
+            if self.world_model != "oracle":
+                raise ValueError("world_factors misspecify the oracle: use "
+                                 "world_model='oracle'")
+        if self.others_norm is not None:
+            parse_assessment_rule(self.others_norm, field="others_norm")
+
+    @property
+    def uses_targets(self) -> bool:
+        """Whether RG's steps fit the policy to target tables (see ``ascent``)."""
+        return self.ascent == "targets" or (self.ascent == "auto" and self.policy == "mlp")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,11 +138,12 @@ class ReciprocityGradient:
     colour = "tab:blue"
     sample_based = False
     tuning_space: ClassVar[dict] = {
+        # 720 points for either policy class, as every built-in learner's space
         "lr": LEARNING_RATES, "rounds_per_update": ROUNDS_PER_UPDATE,
-        # an update costs about steps x horizon: capped at twice the default's per
-        # round played
+        # an update costs about steps x horizon: capped at twice the default's per round played
         "horizon": (10, 25, 50), "steps_per_update": (1, 2, 5),
-        "estimator_decay": (0.9, 0.97, 1.0)}
+        "estimator_decay": {"tabular": (0.9, 0.95, 0.97, 1.0)},
+        "target_step": {"mlp": (0.25, 0.5, 1.0, 2.0)}}
 
     @staticmethod
     def relative_cost(config: RGConfig, num_agents: int) -> float:
@@ -119,7 +165,7 @@ class ReciprocityGradient:
                  device: str | torch.device = "cpu"):
         self.config = config
         self.device = torch.device(device)
-        self.params = env_config.params
+        self.params = env_config.params  # the public rules (the numbers: see self.world)
         s, f = batch_shape
         if f != env_config.focal_slots.size:
             raise ValueError(f"batch_shape[1] must equal the number of focal slots "
@@ -137,6 +183,14 @@ class ReciprocityGradient:
         self.focal_slots = torch.as_tensor(env_config.focal_slots, device=self.device)
         # the institution is public: the audit norm's verdicts (8,), index order
         self.audit_norm = torch.as_tensor(self.params.audit_table, device=self.device)
+        # the numbers of the game in the model: the scenario's, estimated, or misspecified
+        self.world = make_world(config.world_model, env_config, batch_shape,
+                                config.world_factors)
+        self.others_table = None  # a misspecified model: others assess by this norm (8,)
+        if config.others_norm is not None:
+            _, table = parse_assessment_rule(config.others_norm, field="others_norm")
+            self.others_table = torch.as_tensor(np.asarray(table, dtype=np.float32),
+                                                device=self.device)
 
     def objective(self, start: torch.Tensor, est_action: torch.Tensor,
                   est_signal: torch.Tensor, own_action: torch.Tensor | None = None,
@@ -148,23 +202,52 @@ class ReciprocityGradient:
             est_action: (S, N, 4), est_signal: (S, N, 8) estimator tables.
             own_action, own_signal: (S, F, 4) / (S, F, 8) policy tables; default: the policy.
         """
-        p = self.params
+        w = self.world.numbers(self.device)
         if own_action is None:
             own_action = self.policy.action_probs()
         if own_signal is None:
             own_signal = self.policy.signal_probs()
-        # model batch: (S, F, N) tables, (S, F, B, N) reputations
+        # model batch: (S, F, N) tables, (S, F, B, N) reputations; a learned world's numbers
+        # are (S, F): one per learner
         action, signal = learner_tables(own_action, own_signal, est_action[:, None],
                                         est_signal[:, None], self.slot_mask,
-                                        execution_error=p.execution_error,
-                                        assessment_error=p.assessment_error)
+                                        execution_error=_per_learner(w.execution_error, 1),
+                                        assessment_error=_per_learner(w.assessment_error, 1))
         value = unroll(start[:, None].to(action.dtype), action[:, :, None], signal[:, :, None],
                        horizon=self.config.horizon, gamma=self.config.gamma,
-                       benefit=p.benefit, cost=p.cost,
-                       update_probability=p.update_probability,
-                       observers_per_interaction=p.observers_per_interaction,
-                       signal_audit=p.signal_audit, audit_norm=self.audit_norm)  # (S, F, B, N)
+                       benefit=_per_learner(w.benefit, 2), cost=_per_learner(w.cost, 2),
+                       update_probability=_per_learner(w.update_probability, 2),
+                       observers_per_interaction=w.observers_per_interaction,
+                       signal_audit=_per_learner(w.signal_audit, 2),
+                       audit_norm=self.audit_norm)  # (S, F, B, N)
         return self.own_entry(value).mean(dim=-1)
+
+    def target_tables(self, start: torch.Tensor, est_action: torch.Tensor,
+                      est_signal: torch.Tensor):
+        """RG's proposal in probability space: the objective (S, F) at the current tables P and
+        the target tables T = clip(P + target_step dV/dP, m, 1 - m) of both heads, (S, F, 4) and
+        (S, F, 8), detached (m = :data:`TARGET_MARGIN`)."""
+        action = self.policy.action_probs().detach().requires_grad_()
+        signal = self.policy.signal_probs().detach().requires_grad_()
+        value = self.objective(start, est_action, est_signal, action, signal)
+        grads = torch.autograd.grad(value.sum(), (action, signal))
+        step = self.config.target_step
+        targets = [(p + step * g).clamp(TARGET_MARGIN, 1 - TARGET_MARGIN).detach()
+                   for p, g in zip((action, signal), grads, strict=True)]
+        return value.detach(), targets[0], targets[1]
+
+    def target_loss(self, start: torch.Tensor, est_action: torch.Tensor,
+                    est_signal: torch.Tensor):
+        """(objective (S, F), the cross-entropy of the policy's heads to RG's target tables,
+        summed over contexts and learners). Its gradient with respect to a head's logits is
+        P - T: minus RG's gradient dV/dP (times ``target_step``) wherever the target is not
+        clipped — RG's step taken in probability space, which a saturated sigmoid does not
+        scale down."""
+        value, action_target, signal_target = self.target_tables(start, est_action, est_signal)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        loss = bce(self.policy.action_logits(), action_target, reduction="sum") + \
+            bce(self.policy.signal_logits(), signal_target, reduction="sum")
+        return value, loss
 
     def own_entry(self, values: torch.Tensor) -> torch.Tensor:
         """Each learner's own slot of per-agent model values: (S, F, B, N) -> (S, F, B)."""
@@ -172,29 +255,62 @@ class ReciprocityGradient:
             *values.shape[:-1], 1))[..., 0]
 
     def update(self, rollout: Rollout) -> dict[str, float]:
-        """Refit the estimators on the rollout's public record, then take RG steps."""
+        """Refit the estimators (and a learned world model) on the rollout, then take RG
+        steps."""
+        self.world.update(rollout)
         self.estimators.update(rollout.public)
         est_action, est_signal = self.estimators.tensors(device=self.device)
+        if self.others_table is not None:  # misspecified: everyone assesses by another norm
+            mu = _per_learner(self.world.numbers(self.device).assessment_error, 0)
+            published = mu + (1 - 2 * mu) * self.others_table if not isinstance(mu, torch.Tensor) \
+                else None
+            if published is None:
+                raise ValueError("others_norm needs the oracle world model")
+            est_signal = published.expand_as(est_signal).to(est_signal.dtype)
         s = self.policy.batch_shape[0]
         last = rollout.public["reputation_after"][-1]                  # (G, N)
         start = torch.as_tensor(last.reshape(s, -1, last.shape[-1]), dtype=torch.float32,
                                 device=self.device)
         for _ in range(self.config.steps_per_update):
-            value = self.objective(start, est_action, est_signal)
+            if self.config.uses_targets:
+                value, loss = self.target_loss(start, est_action, est_signal)
+            else:
+                value = self.objective(start, est_action, est_signal)
+                loss = -value.sum()
             self.optimizer.zero_grad()
-            (-value.sum()).backward()
+            loss.backward()
             self.optimizer.step()
-        return {"rg/model_value": float(value.detach().mean()),
-                "rg/mean_reward_per_round": float(rollout.rewards.mean())}
+        # one value per seed row: a seed's progress does not mix in the other seeds'
+        return {"rg/model_value": value.detach().mean(dim=1),
+                "rg/mean_reward_per_round": rollout.rewards.mean(dim=(0, 2, 3)),
+                **self.world.report()}
+
+    def seed_summary(self, row: int) -> dict:
+        """What the learners of seed row ``row`` add to their run's metrics: a learned world
+        model's estimates and uncertainties, per focal learner."""
+        if not hasattr(self.world, "estimates"):
+            return {}
+        return {"world_model": {name: {"estimate": mean[row].tolist(),
+                                       "uncertainty": std[row].tolist()}
+                                for name, (mean, std) in self.world.estimates().items()}}
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "estimators": self.estimators.state_dict()}
+                "estimators": self.estimators.state_dict(), "world": self.world.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.estimators.load_state_dict(state["estimators"])
+        self.world.load_state_dict(state.get("world", {}))
+
+
+def _per_learner(number, trailing: int):
+    """A number of the game as the model takes it: a float as it is, a per-learner (S, F)
+    tensor with ``trailing`` axes of size 1 appended (to broadcast over games and agents)."""
+    if isinstance(number, torch.Tensor):
+        return number.reshape(*number.shape, *(1,) * trailing)
+    return number
 
 
 def greedy_tables(policy: ReputationPolicy) -> tuple[np.ndarray, np.ndarray]:

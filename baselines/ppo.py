@@ -172,6 +172,7 @@ class PPO:
     colour = "tab:orange"
     sample_based = True
     tuning_space: ClassVar[dict] = {
+        # 720 points, as every built-in learner's space
         "lr": LEARNING_RATES, "rounds_per_update": ROUNDS_PER_UPDATE,
         "gamma": (0.97, 0.99), "gae_lambda": (0.9, 0.95, 1.0),
         "num_epochs": (2, 4, 8), "entropy_coef": (0.0, 0.01)}

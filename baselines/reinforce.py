@@ -230,9 +230,10 @@ class Reinforce:
     colour = "tab:green"
     sample_based = True
     tuning_space: ClassVar[dict] = {
+        # 720 points, as every built-in learner's space
         "lr": LEARNING_RATES, "rounds_per_update": ROUNDS_PER_UPDATE,
         "gamma": (0.95, 0.97, 0.99), "baseline": ("learned", "running_mean"),
-        "entropy_coef": (0.0, 0.01)}
+        "entropy_coef": (0.0, 0.003, 0.01), "normalize_advantages": (True, False)}
 
     @staticmethod
     def relative_cost(config: ReinforceConfig, num_agents: int) -> float:

@@ -19,7 +19,12 @@ independent learners at once — S seeds x F focal slots — and has
   :class:`~reciprocity.agents.rollout.Rollout` (rounds of every learner's games and the public
   record), return metrics (names like ``"algo/what"``; logged to progress.csv);
 * ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume exactly (tensors and
-  plain data: checkpoints load with ``weights_only=True``).
+  plain data: checkpoints load with ``weights_only=True``);
+* ``seed_summary(row) -> dict`` (optional): what seed row ``row``'s learners add to their run's
+  metrics.json under ``learner`` (RG: its learned world model's estimates).
+
+``update`` returns numbers, or one number per seed row (a sequence of length S) where seeds
+differ: progress.csv then holds each seed's own value.
 
 **The declaration** (class attributes, read by :func:`declare`):
 
@@ -29,7 +34,8 @@ independent learners at once — S seeds x F focal slots — and has
   have ``policy`` (the policy class, ``"tabular"`` or ``"mlp"``) (required);
 * ``policy_classes``: the policy classes it supports (default ``("tabular",)``);
 * ``tuning_space``: hyper-parameter -> values searched by ``reciprocity tune``, or ->
-  ``{policy class: values}`` where they differ per class (default: no search, the defaults);
+  ``{policy class: values}`` where they differ per class (a class left out does not search it)
+  (default: no search, the defaults);
 * ``colour``: its colour in figures (default: one from a palette, by name);
 * ``sample_based``: whether it learns from sampled returns only — the learners the collapse
   claim of the claim map is about (default False);
@@ -140,7 +146,10 @@ class Algorithm:
                              f"{list(self.policy_classes)}")
         space = {}
         for name, values in self.tuning.items():
-            values = values[policy] if isinstance(values, Mapping) else values
+            if isinstance(values, Mapping):
+                if policy not in values:  # not searched for this policy class
+                    continue
+                values = values[policy]
             if name == "rounds_per_update" and rounds_per_update is not None:
                 values = tuple(v for v in values if v in rounds_per_update)
             space[name] = tuple(values)
@@ -210,10 +219,10 @@ def declare(cls, *, locator: str | None = None, order: int | None = None) -> Alg
             raise ValueError(f"{where}: tuning_space names {key!r}, which {config.__name__} "
                              f"does not have; it has {sorted(fields)}")
         per_policy = values if isinstance(values, Mapping) else {p: values for p in policies}
-        for policy in policies:
-            if not per_policy.get(policy):
-                raise ValueError(f"{where}: tuning_space[{key!r}] has no values for the "
-                                 f"{policy!r} policy class")
+        for policy, chosen in per_policy.items():
+            if policy not in policies or not chosen:
+                raise ValueError(f"{where}: tuning_space[{key!r}] must give values for policy "
+                                 f"classes among {list(policies)}, got {policy!r}: {chosen!r}")
     colour = getattr(cls, "colour", None) or \
         PALETTE[int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % len(PALETTE)]
     return Algorithm(name=name, learner=cls, config=config, policy_classes=policies,

@@ -143,10 +143,29 @@ def _load_policy(target, source) -> None:
                             for name, value in source.state_dict().items()})
 
 
+def _logs_per_seed(logs: dict, row_seeds, seeds) -> dict[str, np.ndarray]:
+    """A learner's update metrics as one value per run seed: a number stands for every seed; a
+    sequence has one value per row of the learner's batch (rows of one run seed, e.g. its
+    learners in a warm-up, are averaged)."""
+    out = {}
+    for name, value in logs.items():
+        values = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value,
+                            dtype=np.float64)
+        if values.ndim == 0:
+            out[name] = np.full(len(seeds), float(values))
+            continue
+        if values.shape != (len(row_seeds),):
+            raise ValueError(f"update() returned {name} of shape {values.shape}; expected a "
+                             f"number or one value per seed row ({len(row_seeds)})")
+        rows = np.asarray(row_seeds)
+        out[name] = np.array([values[rows == s].mean() for s in seeds])
+    return out
+
+
 def _check_finite(learner, logs: dict, per_seed: np.ndarray, seeds, update: int, algo: str):
     """Refuse to continue (and to checkpoint) a learner whose numbers are no longer finite.
     ``seeds``: the run seed of each row of the learner's policy."""
-    bad = [name for name, v in logs.items() if not math.isfinite(v)]
+    bad = [name for name, v in logs.items() if not np.isfinite(v).all()]
     if not np.isfinite(per_seed).all():
         bad.append("train_reward_per_round")
     action, signal_ = learner.policy.tables()
@@ -216,7 +235,7 @@ class TrainingRun:
             active, row_seeds = self.learner, config.seeds
             rollout = collect(self.game, active.policy, self.collections[update], self.rngs,
                               num_seeds)
-        logs = {k: float(v) for k, v in active.update(rollout).items()}
+        logs = _logs_per_seed(active.update(rollout), row_seeds, config.seeds)   # name -> (S,)
         # mean over each seed's learners and games: (S,)
         per_seed = rollout.rewards.mean(dim=(0, 2, 3)).reshape(num_seeds, -1).mean(dim=1) \
             .cpu().numpy()
@@ -228,8 +247,8 @@ class TrainingRun:
             self.warm.finish(self.learner)
             self.warm = None
         return [{"update": self.update, "rounds": self.rounds_done, "seed": s, **stage,
-                 "train_reward_per_round": float(r), **logs}
-                for s, r in zip(config.seeds, per_seed, strict=True)]
+                 "train_reward_per_round": float(r), **{k: float(v[i]) for k, v in logs.items()}}
+                for i, (s, r) in enumerate(zip(config.seeds, per_seed, strict=True))]
 
     def state_dict(self) -> dict:
         return {"update": self.update, "learner": self.learner.state_dict(),
@@ -518,7 +537,10 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         wall = run.wall_seconds()
         metrics = evaluate_learner(run.learner, run.env_config, config, scenario.id,
                                    snapshots.tables)
-        for m in metrics:
+        summary = getattr(run.learner, "seed_summary", None)  # optional (reciprocity.learners)
+        for k, m in enumerate(metrics):
+            if summary is not None and summary(k):
+                m["learner"] = summary(k)
             m.update(rounds=config.rounds, interactions=config.rounds * config.num_envs,
                      updates=run.num_updates, wall_seconds=wall,
                      scenario_hash=scenario.content_hash(),

@@ -3,17 +3,18 @@
     reciprocity tune --out docs/results --doc docs/agents.md
 
 For every algorithm (RG, PPO, REINFORCE, or any learner of :mod:`reciprocity.learners`) and
-policy class it has (tabular, MLP), the same number of configurations is drawn from the search
-space its learner class declares (``tuning_space``; ``configurations`` of them, or the whole
-space if it is smaller; the first is the algorithm's default, projected onto the grid, the
-others are drawn uniformly without replacement with a fixed seed). Every configuration is
+policy class it has (tabular, MLP), the same number of configurations is drawn uniformly without
+replacement, with a fixed seed, from the search space its learner class declares
+(``tuning_space``; ``configurations`` of them, or the whole space if it is smaller). The built-in
+learners' spaces have the same number of points (720), and no algorithm's hand-set default is a
+candidate unless ``include_defaults`` (then every algorithm's is, first). Every configuration is
 trained once per tuning scenario with the tuning seeds — kept apart from the seeds the benchmark
 reports (0, 1, ...) — for the largest budget, and its policies are snapshotted and evaluated
 (long run, :mod:`reciprocity.evaluation`) at every budget on the way. Rounds per update are
 restricted to values dividing every budget, so one run serves all budgets exactly. The score of
 a configuration at a budget is its payoff as a fraction of the reference, averaged over tuning
 scenarios and seeds; the best configuration per (algorithm, policy class, budget) is the outcome
-(ties: the earlier candidate, so the default wins a tie). Effort: configurations x scenarios x
+(ties: the earlier candidate). Effort: configurations x scenarios x
 seeds runs of the largest budget, identical for every algorithm and policy class.
 
 Outputs in ``out``: ``tuning.json`` (search spaces, every candidate's scores per budget, the
@@ -61,6 +62,10 @@ class TuningConfig:
     eval_envs: int = 64  # evaluation games per snapshot
     rounds_per_update: tuple[int, ...] = ROUNDS_PER_UPDATE  # allowed where it is searched
     search_seed: int = 0  # seeds the draw of the configurations
+    # whether each algorithm's hand-set default (projected onto its grid) is one of its
+    # candidates; the same for every algorithm. Off: every candidate is a uniform draw, so no
+    # algorithm profits from defaults tuned by hand on the scenarios it is scored on
+    include_defaults: bool = False
 
     def __post_init__(self):
         for name in ("scenarios", "seeds", "budgets", "algos", "policies", "rounds_per_update"):
@@ -115,20 +120,23 @@ def _nearest(value, grid: tuple):
 
 
 def candidates(algo, policy: str, cfg: TuningConfig) -> list[dict]:
-    """The configurations searched: the default projected onto the grid, then distinct uniform
-    draws (seeded by ``search_seed``, the algorithm and the policy class)."""
+    """The configurations searched: ``configurations`` distinct uniform draws from the grid
+    (seeded by ``search_seed``, the algorithm and the policy class), the first of them the
+    default projected onto the grid when ``include_defaults``."""
     algorithm = get_algorithm(algo)
     space = search_space(algorithm, policy, cfg)
-    defaults = algorithm.defaults()
-    default = {name: _nearest(getattr(defaults, name), values) for name, values in space.items()}
     grid = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
-    out = [default]
+    out = []
+    if cfg.include_defaults:
+        defaults = algorithm.defaults()
+        out.append({name: _nearest(getattr(defaults, name), values)
+                    for name, values in space.items()})
     rng = np.random.default_rng([cfg.search_seed, algorithm.search_key(),
                                  POLICY_CLASSES.index(policy)])
     for k in rng.permutation(len(grid)):
         if len(out) >= min(cfg.configurations, len(grid)):
             break
-        if grid[k] != default:
+        if grid[k] not in out:
             out.append(grid[k])
     return out
 
@@ -233,8 +241,9 @@ def _value(v) -> str:
 
 
 def tuning_table(outcome: dict) -> str:
-    """Markdown: the search spaces, then per (algorithm, policy class, budget) the selected
-    configuration, its score and the default's."""
+    """Markdown: the search spaces and their sizes, then per (algorithm, policy class, budget)
+    the selected configuration, its score and the default's (or, without defaults among the
+    candidates, the median candidate's)."""
     cfg = outcome["config"]
     lines = ["| algorithm | hyper-parameters searched (values) | points in the space |",
              "| --- | --- | --- |"]
@@ -244,8 +253,10 @@ def tuning_table(outcome: dict) -> str:
                                for k, vals in space.items()) or "none (the defaults)"
             points = math.prod(len(vals) for vals in space.values())
             lines.append(f"| {algo} ({policy}) | {values} | {points} |")
+    with_defaults = cfg.get("include_defaults", True)  # tuning.json of earlier versions had them
+    last = "default configuration" if with_defaults else "median candidate"
     lines += ["", "| algorithm | policy | rounds per game | selected configuration | "
-              "fraction of the reference (tuning runs) | default configuration |",
+              f"fraction of the reference (tuning runs) | {last} |",
               "| --- | --- | --- | --- | --- | --- |"]
     for algo, per_policy in outcome["selected"].items():
         for policy, per_budget in per_policy.items():
@@ -253,14 +264,17 @@ def tuning_table(outcome: dict) -> str:
             for budget, k in per_budget.items():
                 params = ", ".join(f"{n}={_value(v)}" for n, v in rows[k]["params"].items())
                 chosen = rows[k]["scores"][budget]["mean"]
-                default = rows[0]["scores"][budget]["mean"]
-                lines.append(f"| {algo} | {policy} | {budget} | "
-                             f"{'default' if k == 0 else params} | {chosen:.3f} | "
-                             f"{default:.3f} |")
+                other = rows[0]["scores"][budget]["mean"] if with_defaults else \
+                    float(np.median([r["scores"][budget]["mean"] for r in rows]))
+                name = "default" if with_defaults and k == 0 else params or "the defaults"
+                lines.append(f"| {algo} | {policy} | {budget} | {name} | {chosen:.3f} | "
+                             f"{other:.3f} |")
     runs = cfg["configurations"] * len(cfg["scenarios"]) * len(cfg["seeds"])
-    head = (f"Search: {cfg['configurations']} configurations per algorithm and policy class, "
-            f"each trained on {', '.join(f'`{s}`' for s in cfg['scenarios'])} with seeds "
-            f"{', '.join(map(str, cfg['seeds']))} ({runs} runs of {max(cfg['budgets'])} "
+    drawn = ("the first being the algorithm's hand-set default" if with_defaults else
+             "all drawn uniformly from its space: no hand-set default among them")
+    head = (f"Search: {cfg['configurations']} configurations per algorithm and policy class "
+            f"({drawn}), each trained on {', '.join(f'`{s}`' for s in cfg['scenarios'])} with "
+            f"seeds {', '.join(map(str, cfg['seeds']))} ({runs} runs of {max(cfg['budgets'])} "
             f"rounds x {cfg['num_envs']} games each, evaluated at "
             f"{', '.join(map(str, cfg['budgets']))} rounds; {outcome['wall_seconds'] / 60:.1f} "
             f"min on {outcome['cpu_count']} cores).")
