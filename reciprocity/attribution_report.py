@@ -334,57 +334,72 @@ CHANNEL_LABELS = {
 }
 
 
+#: The cumulative share's axis: what a share is, and why it may leave [0, 1].
+CUMULATIVE_LABEL = ("share of the head's gradient reached by delay d\n(1 at the horizon; "
+                    "below 0 or above 1 where\nchannels of opposite sign cancel)")
+
+
+def _shown_delays(record: dict) -> int:
+    """Delays up to the last one where some part of a head's shares reaches 1e-4 of its
+    largest (at least 10, at most the horizon)."""
+    shown = 10
+    for head in HEADS:
+        grid = np.array([[np.nan if v is None else v for v in delays]
+                         for delays in record["summary"][head]["share_by_delay"].values()])
+        size = np.nan_to_num(np.abs(grid)).max(axis=0)
+        if size.max() > 0:
+            shown = max(shown, int(np.flatnonzero(size >= 1e-4 * size.max())[-1]) + 2)
+    return min(shown, record["model"]["horizon"])
+
+
 def plot_heads(ax_action, ax_signal, ax_cumulative, record: dict, title: str = "") -> None:
     """Heat-maps delay x channel of the mean share of each head's gradient, and the cumulative
     share reached by delay d, from an attribution record."""
     from matplotlib.colors import SymLogNorm
+    from matplotlib.ticker import MaxNLocator
 
     summary = record["summary"]
-    grids = {head: np.array([[np.nan if v is None else v for v in delays]
-                             for delays in summary[head]["share_by_delay"].values()])
-             for head in HEADS}
-    # delays up to the last one where some part reaches 1e-4 of the head's largest (at least 10)
-    shown = 10
-    for grid in grids.values():
-        size = np.nan_to_num(np.abs(grid)).max(axis=0)
-        if size.max() > 0:
-            shown = max(shown, int(np.flatnonzero(size >= 1e-4 * size.max())[-1]) + 2)
-    shown = min(shown, record["model"]["horizon"])
+    shown = _shown_delays(record)
     for ax, head in ((ax_action, "action"), (ax_signal, "signal")):
         names = list(summary[head]["share_by_delay"])
-        grid = grids[head][:, :shown]
+        grid = np.array([[np.nan if v is None else v for v in delays[:shown]]
+                         for delays in summary[head]["share_by_delay"].values()])
         limit = max(np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0, 1e-3)
         image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", interpolation="nearest",
                           norm=SymLogNorm(linthresh=1e-3, vmin=-limit, vmax=limit))
-        ax.set_yticks(range(len(names)), [CHANNEL_LABELS.get(n, n) for n in names], fontsize=7)
+        ax.set_yticks(range(len(names)), [CHANNEL_LABELS.get(n, n) for n in names], fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("delay t - s (rounds)", fontsize=8)
-        ax.set_title(f"{title if head == 'action' else ''}{head} head: share of the gradient",
-                     fontsize=8)
-        ax.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02).ax.tick_params(labelsize=6)
+        ax.set_title(f"{title if head == 'action' else ''}{head} head: share of the gradient "
+                     "by channel and delay", fontsize=9)
+        bar = ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("share (symmetric log scale)", fontsize=8)
     for head, style in (("action", "-"), ("signal", "--")):
         cumulative = [np.nan if v is None else v
                       for v in summary[head]["cumulative_share_by_delay"][:shown]]
         ax_cumulative.plot(range(len(cumulative)), cumulative, style, marker=".",
                            label=f"{head} head")
     ax_cumulative.axhline(1.0, color="grey", lw=0.5)
+    ax_cumulative.axhline(0.0, color="grey", lw=0.5)
+    ax_cumulative.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_cumulative.set_xlabel("delay d (rounds)", fontsize=8)
-    ax_cumulative.set_ylabel("share reached by delay d", fontsize=8)
-    ax_cumulative.set_title("cumulative share of the gradient", fontsize=8)
-    ax_cumulative.legend(fontsize=7)
+    ax_cumulative.set_ylabel(CUMULATIVE_LABEL, fontsize=8)
+    ax_cumulative.set_title("cumulative share of the gradient", fontsize=9)
+    ax_cumulative.legend(fontsize=8)
     for ax in (ax_action, ax_signal, ax_cumulative):
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
 
 
 def plot_record(record: dict, path: Path) -> None:
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.2),
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), layout="constrained",
                              gridspec_kw={"width_ratios": [1.3, 1.3, 1]})
     plot_heads(*axes, record)
     fig.suptitle(f"{record['scenario']}, policy {record['policy']}: influence attribution "
                  f"(H = {record['model']['horizon']}, gamma = {record['model']['gamma']})",
-                 fontsize=9)
-    fig.tight_layout()
+                 fontsize=10)
     save_figure(fig, path, dpi=110)
     plt.close(fig)
 
@@ -508,15 +523,60 @@ def entry_size(entry: tuple) -> float:
 
 
 def plot_overview(records: list[dict], path: Path) -> None:
-    """One row per RG run and strategy: the two heat-maps and the cumulative shares."""
-    plt = pyplot()
+    """Every RG run and strategy of the report in four panels, one column per head: top, the
+    share of the head's gradient by channel (summed over delays; a bar per channel, a group per
+    entry); bottom, the cumulative share reached by delay d (a line per entry). The delay x
+    channel detail of each entry is its own attribution.png."""
+    from matplotlib.ticker import MaxNLocator
 
+    plt = pyplot()
     rows = [r for r in records if r["policy"] != "ppo" and r["policy"] != "reinforce"]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(15, 2.6 * len(rows)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.3, 1.3, 1]})
-    for ax_row, record in zip(axes, rows, strict=True):
-        plot_heads(*ax_row, record, title=f"{record['scenario']}, {record['policy']}: ")
-    fig.tight_layout()
+    names = [f"{r['scenario']}, {r['policy']}" for r in rows]
+    fig, axes = plt.subplots(2, 2, figsize=(15, 4.0 + 0.55 * len(rows) + 4.2),
+                             layout="constrained",
+                             gridspec_kw={"height_ratios": [0.55 * len(rows) + 1.0, 4.2]})
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    shown = max((_shown_delays(r) for r in rows), default=10)
+    for col, head in enumerate(HEADS):
+        bars, lines = axes[0][col], axes[1][col]
+        channels = list(dict.fromkeys(n for r in rows for n in r["summary"][head]["share"]))
+        height = 0.8 / max(1, len(channels))
+        for k, channel in enumerate(channels):
+            shares = [r["summary"][head]["share"].get(channel) for r in rows]
+            y = np.arange(len(rows)) + (k - (len(channels) - 1) / 2) * height
+            bars.barh(y, [np.nan if v is None else v for v in shares], height * 0.9,
+                      color=palette[list(CHANNEL_LABELS).index(channel) % len(palette)
+                                    if channel in CHANNEL_LABELS else k % len(palette)],
+                      label=CHANNEL_LABELS.get(channel, channel))
+        bars.axvline(0.0, color="k", lw=0.8)
+        bars.axvline(1.0, color="grey", lw=0.8, ls=":")
+        bars.set_yticks(range(len(rows)), names if col == 0 else [], fontsize=9)
+        bars.invert_yaxis()
+        bars.set_xlabel(f"share of the {head} head's gradient (summed over delays; the shares "
+                        "add up to 1,\na channel pulling against the total is negative)",
+                        fontsize=9)
+        bars.set_title(f"{head} head: where its gradient comes from", fontsize=11)
+        bars.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                    ncol=min(2, len(channels)), title="channel", title_fontsize=8)
+        for r, name, style in zip(rows, names, ["-", "--", "-.", ":"] * len(rows),
+                                  strict=False):
+            cumulative = [np.nan if v is None else v
+                          for v in r["summary"][head]["cumulative_share_by_delay"][:shown]]
+            lines.plot(range(len(cumulative)), cumulative, style, marker=".", label=name)
+        lines.axhline(1.0, color="grey", lw=0.8)
+        lines.axhline(0.0, color="grey", lw=0.8)
+        lines.xaxis.set_major_locator(MaxNLocator(integer=True))
+        lines.set_xlim(-0.5, shown - 0.5)
+        lines.set_xlabel("delay d (rounds)", fontsize=9)
+        lines.set_ylabel(CUMULATIVE_LABEL, fontsize=9)
+        lines.set_title(f"{head} head: how soon its gradient is reached", fontsize=11)
+        for ax in (bars, lines):
+            ax.tick_params(labelsize=9)
+    handles, labels = axes[1][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)),
+               fontsize=9)
+    fig.suptitle("Influence attribution of RG runs and the ideal discriminator: the share of "
+                 "each head's reciprocity gradient by channel and by delay", fontsize=12)
     save_figure(fig, path, dpi=100)
     plt.close(fig)
 

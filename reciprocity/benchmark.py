@@ -54,10 +54,9 @@ from .institutions import InstitutionsConfig, run_institutions
 from .learners import BUILTIN, POLICY_CLASSES, get_algorithm, rank
 from .records import build_record
 from .report import (
-    colour,
     format_interval,
     label,
-    line_style,
+    line_kwargs,
     panel_grid,
     pyplot,
     reference_words,
@@ -340,9 +339,13 @@ def plot_policy_heatmaps(out: Path, scenario_ids, records: list[dict], refs: dic
     plt = pyplot()
     rows, cols = panel_grid(len(scenario_ids), 3)
     per_panel = 1 + len([r for r in records if r["scenario"] == scenario_ids[0]])
-    width = 5.0 * cols
-    fig, axes = plt.subplots(rows, cols, figsize=(width, (0.22 * per_panel + 1.1) * rows + 1.4),
-                             squeeze=False, layout="constrained")
+    width, height = 5.0 * cols, 0.22 * per_panel + 1.1
+    fig = plt.figure(figsize=(width, height * rows + 2.0), layout="constrained")
+    # the colour bar in a row of its own under the middle column: a bar taken from the panels
+    # (colorbar(ax=axes)) is placed by a fraction of the whole height, far below the panels of
+    # a tall figure, and its label then ran into the caption
+    slots = fig.add_gridspec(rows + 1, cols, height_ratios=[height] * rows + [0.12])
+    axes = np.array([[fig.add_subplot(slots[r, c]) for c in range(cols)] for r in range(rows)])
     im = None
     for k, (ax, sid) in enumerate(zip(axes.flat, scenario_ids, strict=False)):
         labels, grid = _policy_grid(refs[sid], [r for r in records if r["scenario"] == sid])
@@ -350,9 +353,9 @@ def plot_policy_heatmaps(out: Path, scenario_ids, records: list[dict], refs: dic
         ax.set_title(f"{sid} ({refs[sid]['regime']})", fontsize=8)
     for ax in axes.flat[len(scenario_ids):]:
         ax.axis("off")
-    bar = fig.colorbar(im, ax=axes, location="bottom", shrink=min(1.0, 6 / width), aspect=40)
-    bar.set_label("probability of C (action head, left of the black line) or Good (signal "
-                  "head), mean over seeds", fontsize=8)
+    bar = fig.colorbar(im, cax=fig.add_subplot(slots[rows, cols // 2]), orientation="horizontal")
+    bar.set_label(wrapped("probability of C (action head, left of the black line) or Good "
+                          "(signal head), mean over seeds", 5.0, fontsize=8), fontsize=8)
     fig.supxlabel(wrapped(CONTEXT_LEGEND, width), fontsize=7)
     path = out / "policy_heatmaps.png"
     save_figure(fig, path, dpi=110)
@@ -385,8 +388,8 @@ def plot_learning_curves(out: Path, scenario_ids, runs: dict, refs: dict) -> Pat
             if scenario != sid:
                 continue
             x, y = _training_curves(run_dir)
-            ax.plot(x, np.nanmean(smooth(y), axis=1), color=colour(algo),
-                    ls=line_style(policy), label=label(algo, policy))
+            ax.plot(x, np.nanmean(smooth(y), axis=1), **line_kwargs(algo, policy),
+                    markevery=max(1, len(x) // 6), ms=4, label=label(algo, policy))
         ax.axhline(refs[sid]["reference_payoff"], color="k", ls=":", lw=1,
                    label="reference (long run)")
         ax.set_title(sid, fontsize=9)
@@ -423,11 +426,10 @@ def plot_scenario(out: Path, scenario: str, records: list[dict], ref: dict,
         x = [r["interactions_per_seed"] for r in line]
         stats = [bootstrap_ci95([s["per_interaction_payoff"] for s in r["per_seed"]])
                  for r in line]
-        c = colour(algo)
-        left.plot(x, [m for m, _, _ in stats], marker="o", color=c, ls=line_style(policy),
-                  label=label(algo, policy))
+        style = line_kwargs(algo, policy)
+        left.plot(x, [m for m, _, _ in stats], **style, label=label(algo, policy))
         left.fill_between(x, [lo for _, lo, _ in stats], [hi for _, _, hi in stats],
-                          color=c, alpha=0.15, lw=0)
+                          color=style["color"], alpha=0.15, lw=0)
     left.axhline(ref["reference_payoff"], color="k", ls=":", lw=1,
                  label="reference optimum (long run)")
     left.axhline(ref["full_cooperation_payoff"], color="grey", ls="-.", lw=1,

@@ -33,6 +33,8 @@ from .report import (
     pyplot,
     save_figure,
     seconds,
+    seconds_axis,
+    wrapped,
 )
 from .stats import interval
 
@@ -194,7 +196,8 @@ def plot_curves(out: Path, points: list[dict], group: str, seeds: int) -> Path:
     plt = pyplot()
     rows = [p for p in points if p["group"] == group and p["budget"] is not None]
     policies = list(dict.fromkeys(p["policy_class"] for p in rows))
-    fig, axes = plt.subplots(2, len(policies), figsize=(5.6 * len(policies) + 0.8, 6.8),
+    width = 5.6 * len(policies) + 0.8
+    fig, axes = plt.subplots(2, len(policies), figsize=(width, 6.8),
                              squeeze=False, sharey="row", sharex="col", layout="constrained",
                              gridspec_kw={"height_ratios": [2, 1]})
     scenarios = len(rows[0]["scored_scenarios"]) if rows else 0
@@ -215,20 +218,22 @@ def plot_curves(out: Path, points: list[dict], group: str, seeds: int) -> Path:
             clock.plot(x, [p["wall_seconds"] for p in line], marker=".", color=c)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhline(0.95, color="grey", lw=0.8, ls="--")
-        clock.set_yscale("log")
         interaction_ticks(clock, [p["interactions_per_seed"] for p in rows])
         clock.set_xlabel("interactions per seed (rounds x games)")
         ax.set_title(f"{policy} policy", fontsize=10)
-    axes[0][0].set_ylabel("long-run payoff / reference payoff\nmean over scenarios, "
-                          "band: 95% bootstrap over seeds", fontsize=8)
-    axes[1][0].set_ylabel(f"training wall-clock, s\n({seeds} seeds together, median "
-                          "over scenarios)", fontsize=8)
+    for clock in axes[1]:  # the times of every column drawn: one shared scale
+        seconds_axis(clock)
+    axes[0][0].set_ylabel("long-run payoff / reference payoff\n(mean over scenarios;\n"
+                          "band: 95% bootstrap over seeds)", fontsize=8)
+    axes[1][0].set_ylabel(f"training wall-clock\n({seeds} seeds together,\nmedian over "
+                          "scenarios)", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=max(1, len(labels)),
                fontsize=8)
-    fig.suptitle(f"{GROUP_TITLES.get(group, group)}: {scenarios} scenario"
-                 f"{'s' if scenarios != 1 else ''} with a positive reference "
-                 "(grey dashed line: 95% of the reference)", fontsize=10)
+    fig.suptitle(wrapped(f"{GROUP_TITLES.get(group, group)}: {scenarios} scenario"
+                         f"{'s' if scenarios != 1 else ''} with a positive reference "
+                         "(grey dashed line: 95% of the reference)", width, fontsize=10),
+                 fontsize=10)
     path = out / f"curves_{group}.png"
     save_figure(fig, path, dpi=110)
     plt.close(fig)

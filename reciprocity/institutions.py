@@ -54,7 +54,15 @@ from .engine import Cell, Engine, ReferenceRequest, References, write_references
 from .envs.scenarios import Scenario, get_scenario
 from .learners import BUILTIN, get_algorithm
 from .records import build_record
-from .report import colour, format_interval, pyplot, save_figure, seed_words, write_block
+from .report import (
+    colour,
+    format_interval,
+    pyplot,
+    save_figure,
+    seed_words,
+    wrapped,
+    write_block,
+)
 from .runfolder import open_run, write_json
 from .stats import interval
 
@@ -274,16 +282,23 @@ def _record(cell: Cell, metrics: list[dict], ref: dict, out: Path) -> dict:
 
 
 # -- the figure --------------------------------------------------------------------------------
+#: The label of a cell of the institutions figure that was not run (e.g. the larger variant
+#: for an algorithm it does not run).
+NOT_RUN = "n/r"
+
+
 def plot_institutions(path: Path, records: list[dict]) -> Path:
     """Top: long-run payoff as a fraction of the ideal-discriminator payoff under the same
     institution; bottom: honesty of the learned signal heads. One column per start; in each
-    panel one group of bars per institution, one bar per algorithm (mean over seeds), one dot
-    per seed."""
+    panel one group of bars per institution, one bar per algorithm (mean over seeds, also drawn
+    as a line, so that a zero shows), one dot per seed; a cell not run is labelled
+    :data:`NOT_RUN`."""
     plt = pyplot()
     starts = list(dict.fromkeys(r["start"] for r in records))
     institutions = list(dict.fromkeys(r["institution"] for r in records))
     algos = list(dict.fromkeys(r["algo"] for r in records))
-    fig, axes = plt.subplots(2, len(starts), figsize=(4.6 * len(starts) + 0.8, 7.2),
+    fig_width = 4.6 * len(starts) + 0.8
+    fig, axes = plt.subplots(2, len(starts), figsize=(fig_width, 7.2),
                              squeeze=False, sharey="row", layout="constrained")
     width = 0.8 / len(algos)
     for col, start in enumerate(starts):
@@ -297,27 +312,36 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
                 for i, institution in enumerate(institutions):
                     r = next((r for r in records if (r["start"], r["institution"], r["algo"])
                               == (start, institution, algo)), None)
-                    if r is None:
-                        continue
                     x = i + (j - (len(algos) - 1) / 2) * width
+                    if r is None:  # said so: a missing bar would read as a zero
+                        ax.text(x, 0.03, NOT_RUN, rotation=90, ha="center", va="bottom",
+                                fontsize=7, color="0.4")
+                        continue
                     seeds = [s[key] for s in r["per_seed"]]
-                    ax.bar(x, np.mean(seeds), width * 0.9, color=colour(algo),
-                           alpha=0.55, label=algo if i == 0 else None)
+                    mean = float(np.mean(seeds))
+                    ax.bar(x, mean, width * 0.9, color=colour(algo), alpha=0.55,
+                           label=algo if i == 0 else None)
+                    # the mean as a line of the algorithm's colour: a zero is a visible line
+                    ax.plot([x - width * 0.45, x + width * 0.45], [mean, mean], color=colour(algo),
+                            lw=2.2, solid_capstyle="butt")
                     ax.plot([x] * len(seeds), seeds, "k.", ms=3)
             ax.axhline(1.0, color="k", lw=0.8)
+            ax.axhline(0.0, color="0.6", lw=0.6)
             if row == 0:
                 ax.axhline(0.95, color="grey", lw=0.8, ls="--")
                 ax.set_title(STARTS[start], fontsize=10)
             ax.set_xticks(range(len(institutions)),
                           [INSTITUTIONS[i][0].replace(", ", ",\n") for i in institutions],
                           rotation=30, ha="right", fontsize=7)
-            ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.08)
+            ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.08)  # room for the lines at 0
+            ax.set_xlim(-0.5, len(institutions) - 0.5)  # every slot, run or not
             if col == 0:
                 ax.set_ylabel(label, fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
-    fig.suptitle("Learners among themselves (many-learners): which institution and start "
-                 "sustain cooperation? (grey dashed: 95%)", fontsize=10)
+    fig.suptitle(wrapped("Learners among themselves (many-learners): which institution and "
+                         f"start sustain cooperation? (grey dashed: 95%; {NOT_RUN}: not run)",
+                         fig_width, fontsize=10), fontsize=10)
     save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

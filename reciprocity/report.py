@@ -7,9 +7,11 @@
 * **Heads in words** (:func:`seed_words`, :func:`head_words`, :func:`reference_words`): how the
   learned heads came out, as the spec's head diagnosis (conditional, constant, undecided).
 * **Figures** (:func:`pyplot`, :func:`colour`, :func:`line_style`, :func:`label`,
-  :func:`interaction_ticks`, :func:`panel_grid`, :func:`smooth`, :func:`wrapped`): the Agg
-  backend, one colour per algorithm (declared by the learner, :mod:`reciprocity.learners`), one
-  line style per policy class, log interaction axes with plain labels.
+  :func:`interaction_ticks`, :func:`seconds_axis`, :func:`panel_grid`, :func:`smooth`,
+  :func:`wrapped`): the Agg backend, one colour per algorithm (declared by the learner,
+  :mod:`reciprocity.learners`), one line style, marker and shade per policy class
+  (:func:`line_kwargs`: MLP lighter, dashed, squares), log axes with plain labels, titles and
+  captions wrapped to the figure.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from pathlib import Path
 from .learners import colour
 from .runfolder import save_figure, write_text
 
-__all__ = ["DIAGNOSIS_WORDS", "POLICY_STYLES", "SIDES", "colour", "format_interval",
-           "head_words", "interaction_ticks", "label", "line_style", "panel_grid", "pyplot",
-           "reference_words", "save_figure", "seconds", "seed_words", "smooth", "wrapped",
-           "write_block"]
+__all__ = ["DIAGNOSIS_WORDS", "POLICY_MARKERS", "POLICY_SHADES", "POLICY_STYLES", "SIDES",
+           "colour", "format_interval", "head_words", "interaction_ticks", "label", "line_kwargs",
+           "line_style", "panel_grid", "policy_colour", "pyplot",
+           "reference_words", "save_figure", "seconds", "seconds_axis", "seed_words", "smooth",
+           "wrapped", "write_block"]
 
 
 # -- generated blocks ----------------------------------------------------------------------------
@@ -102,6 +105,11 @@ def head_words(heads: dict) -> str:
 # -- figures -------------------------------------------------------------------------------------
 #: Line style per policy class (own: a policy evaluated with ``reciprocity evaluate --policy``).
 POLICY_STYLES = {"tabular": "-", "mlp": "--", "own": ":"}
+#: Marker and shade (the share of white mixed into the algorithm's colour) per policy class: an
+#: MLP line is lighter, dashed and marked with squares, so that it is told from the tabular line
+#: of the same algorithm at a glance, in every figure where both share a panel.
+POLICY_MARKERS = {"tabular": "o", "mlp": "s", "own": "D"}
+POLICY_SHADES = {"tabular": 0.0, "mlp": 0.45, "own": 0.0}
 
 
 def pyplot():
@@ -118,6 +126,21 @@ def line_style(policy: str) -> str:
     return POLICY_STYLES.get(policy, "-.")
 
 
+def policy_colour(algo: str, policy: str) -> tuple[float, float, float]:
+    """The algorithm's colour, lighter for an MLP policy (:data:`POLICY_SHADES`)."""
+    from matplotlib.colors import to_rgb
+
+    shade = POLICY_SHADES.get(policy, 0.0)
+    return tuple(c + (1.0 - c) * shade for c in to_rgb(colour(algo)))
+
+
+def line_kwargs(algo: str, policy: str) -> dict:
+    """``plot`` keywords of an algorithm's line with a policy class: colour (lighter for MLP),
+    line style and marker."""
+    return {"color": policy_colour(algo, policy), "ls": line_style(policy),
+            "marker": POLICY_MARKERS.get(policy, "^")}
+
+
 def label(algo: str, policy: str) -> str:
     """``rg (tabular)``."""
     return f"{algo} ({policy})"
@@ -131,6 +154,20 @@ def interaction_ticks(ax, values) -> None:
     ax.set_xscale("log")
     ax.set_xticks(values, [f"{v / 1000:g}k" if v >= 1000 else str(v) for v in values])
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def seconds_axis(ax) -> None:
+    """Log y axis of wall-clock times with plain labels (``0.5 s``, ``2 s``, ``100 s``) at 1, 2
+    and 5 times the powers of ten (also 3 and 7 when the data span less than a decade); call it
+    once the data are drawn."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if high >= 10 * low else
+                                          (1.0, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g} s"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def panel_grid(n: int, cols: int) -> tuple[int, int]:
@@ -150,6 +187,7 @@ def smooth(y, k: int = 5):
     return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same") / count, 0, y)
 
 
-def wrapped(text: str, width_inches: float) -> str:
-    """A caption wrapped to a figure's width (about 16 characters per inch at 7 pt)."""
-    return "\n".join(textwrap.wrap(text, max(60, int(width_inches * 16))))
+def wrapped(text: str, width_inches: float, fontsize: float = 7) -> str:
+    """A caption or title wrapped to a width (about 16 characters per inch at 7 pt, fewer at
+    larger sizes), so that it is not cut off at the figure's edges."""
+    return "\n".join(textwrap.wrap(text, max(30, int(width_inches * 16 * 7 / fontsize))))

@@ -391,3 +391,32 @@ def test_section_is_appended_when_the_markers_are_missing(tmp_path):
     write_section(doc, "new table")
     text = doc.read_text()
     assert text == f"# Results\n\n{SECTION_START}\nnew table\n{SECTION_END}\n"
+
+
+def test_overview_and_entry_figures_are_readable(tmp_path, monkeypatch):
+    """The overview of the report's records (those of the results page, docs/attribution) is
+    four panels, not a row of three per entry, with no text below 7 pt, nothing cut off or
+    overlapping; every cumulative-share axis says why a share may leave [0, 1]."""
+    from pathlib import Path
+
+    from figure_checks import captured_figures, clipped, overlapping
+    from matplotlib.text import Text
+
+    from reciprocity import attribution_report
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "attribution"
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*/attribution.json"))]
+    assert len(records) >= 7
+    with captured_figures(monkeypatch, attribution_report) as figures:
+        attribution_report.plot_overview(records, tmp_path / "overview.png")
+        attribution_report.plot_record(records[0], tmp_path / "attribution.png")
+    overview, _entry = figures
+    panels = [ax for ax in overview.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 4
+    sizes = [t.get_fontsize() for t in overview.findobj(Text) if t.get_text().strip()]
+    assert min(sizes) >= 7
+    for fig in figures:
+        assert clipped(fig) == [] and overlapping(fig) == []
+    cumulative = [ax for fig in figures for ax in fig.axes if "reached by delay" in ax.get_ylabel()]
+    assert len(cumulative) == 3
+    assert all("opposite sign cancel" in ax.get_ylabel() for ax in cumulative)

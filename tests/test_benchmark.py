@@ -188,6 +188,40 @@ def test_flagship_command_prints_a_table(tmp_path, capsys):
     assert (tmp_path / "f" / "discriminators-vs-defectors-v0.png").is_file()
 
 
+def test_figures_fit_and_tell_policy_classes_apart(quick, tmp_path, monkeypatch):
+    """Nothing is cut off or overlaps in the benchmark's figures, also with one policy class and
+    one scenario (as the flagship draws them) or many scenarios (the results page); the tabular
+    and MLP lines of an algorithm differ in colour and marker; wall-clock is in seconds."""
+    from figure_checks import captured_figures, clipped, overlapping
+    from matplotlib.colors import to_rgba
+
+    from reciprocity import benchmark, curves
+
+    cfg, _root, out, results = quick
+    refs = {s: json.loads((out / "references" / f"{s}.json").read_text()) for s in cfg.scenarios}
+    records = results["records"]
+    main = [r for r in records if r["budget"] == cfg.main_budget]
+    with captured_figures(monkeypatch, benchmark, curves) as figures:
+        curves.plot_curves(tmp_path, [p for p in results["curves"]
+                                      if p["policy_class"] == "tabular"], "discriminative",
+                           cfg.seeds)  # one column, as the flagship's
+        benchmark.plot_policy_heatmaps(tmp_path, ["L6-v0"], [
+            r for r in main if r["policy_class"] == "tabular"], refs)  # one panel
+        benchmark.plot_policy_heatmaps(tmp_path, list(cfg.scenarios) * 7, main, refs)  # 21
+        benchmark.plot_scenario(tmp_path, "L6-v0", [r for r in records
+                                                   if r["scenario"] == "L6-v0"],
+                                refs["L6-v0"], cfg.main_budget)
+    for fig in figures:
+        assert clipped(fig) == [] and overlapping(fig) == [], fig.axes[0].get_title()
+    clock = figures[0].axes[1]
+    labels = [t.get_text() for t in clock.get_yticklabels() if t.get_text()]
+    assert labels and all(t.endswith(" s") for t in labels), labels
+    lines = {line.get_label(): line for line in figures[-1].axes[0].lines}
+    tabular, mlp = lines["rg (tabular)"], lines["rg (mlp)"]
+    assert to_rgba(tabular.get_color()) != to_rgba(mlp.get_color())
+    assert tabular.get_marker() != mlp.get_marker()
+
+
 def test_quick_benchmark_states_one_duration(capsys):
     """The --quick help and the README's command line say the same (measured: 73 s on 2 busy
     cores)."""

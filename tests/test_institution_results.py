@@ -209,3 +209,31 @@ def test_benchmark_stage_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["benchmark", "--stages", "tables", "--out", str(tmp_path)])
     assert "argument --stages: invalid choice: 'tables'" in capsys.readouterr().err
+
+
+def test_the_figure_marks_cells_not_run_and_shows_zeros(tmp_path, monkeypatch):
+    """A cell that was not run is labelled n/r (an empty slot would read as a zero bar), and a
+    zero is drawn: a line of the algorithm's colour at 0."""
+    from figure_checks import captured_figures, clipped, overlapping
+    from matplotlib.colors import to_rgba
+
+    from reciprocity import institutions
+    from reciprocity.learners import colour
+
+    def record(institution, algo, value):
+        return {"start": "warmup", "institution": institution, "algo": algo,
+                "per_seed": [{"reference_performance": value, "honesty": value}] * 2}
+
+    records = [record("plain", "rg", 0.0), record("plain", "ppo", 0.5),
+               record("audit-0.3-large", "rg", 1.0)]  # ppo did not run the larger variant
+    with captured_figures(monkeypatch, institutions) as figures:
+        institutions.plot_institutions(tmp_path / "institutions.png", records)
+    (fig,) = figures
+    assert clipped(fig) == [] and overlapping(fig) == []
+    for ax in fig.axes:  # both rows: the payoff and the honesty
+        labels = [t for t in ax.texts if t.get_text() == institutions.NOT_RUN]
+        assert len(labels) == 1 and labels[0].get_position()[0] > 1  # ppo's slot of the 2nd group
+        zero = [line for line in ax.lines if list(line.get_ydata()) == [0.0, 0.0]
+                and to_rgba(line.get_color()) == to_rgba(colour("rg"))]
+        assert len(zero) == 1 and ax.get_ylim()[0] < 0  # drawn, above the axis' edge
+    assert institutions.NOT_RUN in fig._suptitle.get_text()

@@ -56,14 +56,26 @@ def test_multi_learner_metrics_cover_every_focal_agent(tmp_path):
     assert len(metrics[0]["per_agent_payoff"]) == 7
 
 
-def test_cli_train_reports_stages_learners_and_learning_curve(tmp_path, capsys):
+def test_cli_train_reports_stages_learners_and_learning_curve(tmp_path, capsys, monkeypatch):
     """Several learners with a warm-up: the progress bar names the stage (warm-up, then
     together), the summary has one line per learner with both heads, and the run folder holds
-    the learning-curve figure."""
+    the learning-curve figure (a line per seed, the warm-up shaded up to its end)."""
+    from figure_checks import captured_figures, clipped, overlapping
+
+    from reciprocity import report
+
     out = tmp_path / "run"
-    assert main(["train", "--scenario", "many-learners-v0", "--seeds", "0", "1", "--rounds",
-                 "40", "--warmup", "20", "--num-envs", "2", "--eval-envs", "4", "--eval-rounds",
-                 "5", "--set", "rounds_per_update=10", "--out", str(out)]) == 0
+    with captured_figures(monkeypatch, report) as figures:
+        assert main(["train", "--scenario", "many-learners-v0", "--seeds", "0", "1", "--rounds",
+                     "40", "--warmup", "20", "--num-envs", "2", "--eval-envs", "4",
+                     "--eval-rounds", "5", "--set", "rounds_per_update=10", "--out",
+                     str(out)]) == 0
+    (fig,) = figures
+    assert clipped(fig) == [] and overlapping(fig) == []
+    ax = fig.axes[0]
+    assert {"seed 0", "seed 1"} <= {line.get_label() for line in ax.lines}
+    (warmup,) = [p for p in ax.patches if p.get_label().startswith("warm-up")]
+    assert warmup.get_x() + warmup.get_width() == 20  # shaded up to the warm-up's last round
     printed = capsys.readouterr()
     assert "rg many-learners-v0 warm-up (updates 1-2 of 4, alone)" in printed.err
     assert "rg many-learners-v0 together" in printed.err
