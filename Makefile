@@ -68,7 +68,7 @@ test-ray: $(RAY_VENV)/.installed
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
 
-# The results benchmark on its quick settings (same code paths, about a minute), into
+# The results benchmark on its quick settings (same code paths, 1-3 minutes), into
 # build/bench-quick (its page: build/bench-quick/results.md)
 bench-quick: $(STAMP)
 	rm -rf build/bench-quick

@@ -2,7 +2,7 @@
 catalogue, with per-budget tuned hyper-parameters, long-run payoffs and head diagnosis.
 
     reciprocity benchmark --out docs/results --tuning-doc docs/agents.md
-    reciprocity benchmark --quick --out runs/quick      # the same code paths in about a minute
+    reciprocity benchmark --quick --out runs/quick      # the same code paths in 1-3 minutes
 
 Steps (every job runs in a pool of ``workers`` processes, longest first):
 
@@ -132,7 +132,7 @@ class BenchmarkConfig:
 
 
 def quick_config(**overrides) -> BenchmarkConfig:
-    """About a minute on 2 cores, every code path of the full benchmark: 3 scenarios (degenerate,
+    """1-3 minutes on 2 cores, every code path of the full benchmark: 3 scenarios (degenerate,
     discriminative, several learners), budgets of 10 and 20 rounds, 2 seeds, a tiny tuning."""
     settings = dict(scenarios=("all-cooperators-v0", "L6-v0", "many-learners-v0"),
                     budgets=(10, 20), main_budget=20, seeds=2, num_envs=4, eval_envs=16,

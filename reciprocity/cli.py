@@ -779,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/results")
     p.add_argument("--quick", action="store_true",
                    help="3 scenarios, budgets 10 and 20, 2 seeds, a tiny tuning: the same code "
-                        "paths in about a minute on 2 cores (for CI); everything, the results "
+                        "paths in 1-3 minutes on 2 cores (for CI); everything, the results "
                         "page included, goes into --out")
     p.add_argument("--stages", nargs="+", choices=["curves", "institutions"],
                    help="curves: the sample-efficiency benchmark; institutions: many learners "
