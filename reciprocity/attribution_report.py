@@ -556,8 +556,8 @@ def plot_overview(records: list[dict], path: Path) -> None:
                         "add up to 1,\na channel pulling against the total is negative)",
                         fontsize=9)
         bars.set_title(f"{head} head: where its gradient comes from", fontsize=11)
-        bars.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-                    ncol=min(2, len(channels)), title="channel", title_fontsize=8)
+        bars.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="channel",
+                    title_fontsize=8)
         for r, name, style in zip(rows, names, ["-", "--", "-.", ":"] * len(rows),
                                   strict=False):
             cumulative = [np.nan if v is None else v

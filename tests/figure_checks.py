@@ -48,7 +48,7 @@ def clipped(fig, tolerance: float = 1.0) -> list[str]:
 
 def overlapping(fig) -> list[tuple[str, str]]:
     """Pairs of the figure's words that overlap, one hiding a part of the other: figure titles,
-    captions and legends, and every panel's (and colour bar's) title and axis labels."""
+    captions and legends, and every panel's (and colour bar's) title, axis labels and legend."""
     renderer = _canvas(fig).get_renderer()
     texts = [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel, *fig.texts) if t]
     for ax in fig.axes:
@@ -56,8 +56,9 @@ def overlapping(fig) -> list[tuple[str, str]]:
     texts = list({id(t): t for t in texts}.values())
     parts = [(f"{type(t).__name__} {t.get_text()!r}", t.get_window_extent(renderer))
              for t in texts if t.get_visible() and t.get_text().strip()]
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
     parts += [(f"legend {[t.get_text() for t in leg.get_texts()][:2]}",
-               leg.get_window_extent(renderer)) for leg in fig.legends]
+               leg.get_window_extent(renderer)) for leg in legends]
     return [(a, b) for i, (a, ea) in enumerate(parts) for b, eb in parts[i + 1:]
             if ea.overlaps(eb)]
 
