@@ -172,7 +172,7 @@ def test_quick_benchmark_puts_it_in_the_claim_map_and_the_institutions(tmp_path)
     reference = json.loads((out / "references" / "L6-v0.json").read_text())
     assert (extra["algo"], extra["policy_class"]) == ("disc_sj", "own")
     assert extra["reference_payoff"] == reference["reference_payoff"]
-    page = (tmp_path / "results.md").read_text()
+    page = (out / "results.md").read_text()  # --quick: the page inside --out
     claim = page[page.index("### Claim map"):page.index("### Every scenario")]
     assert "toy-bandit: action head" in claim and "for toy-bandit" in claim
     assert "disc_sj: fraction of the reference" in claim
