@@ -10,14 +10,24 @@ A run folder is the truth about a run. ``train``, ``benchmark``, ``sweep``, ``re
 * **Guard** (:func:`open_run`). A folder holding a *different* run is refused unless
   ``overwrite`` (which clears it first) or, for training, ``resume``. A folder holding the same
   run is cleared and run again, except an unfinished training run, which must be resumed or
-  overwritten. Clearing only touches folders whose every entry is a file this package writes,
-  so a mistyped ``--out`` never deletes someone's data. One process at a time: the folder is
-  locked (``.lock``, an advisory ``flock`` released when the process ends, even by ``kill -9``).
+  overwritten. One process at a time: the folder is locked (``.lock``, an advisory ``flock``
+  released when the process ends, even by ``kill -9``).
+* **List of files** (``.files``). Every file the package writes in a run folder — through
+  :func:`atomic_write` and the writers on top of it, in this process or in a study's worker —
+  is listed in the ``.files`` of the run folder that holds it (the nearest one up the path)
+  *before* it is created; TensorBoard's event files are listed as a pattern
+  (:func:`record_written`). Clearing (:func:`clear_run_folder`) removes exactly the listed files
+  of the folder and of the run folders nested in it (a study's runs), and the folders left
+  empty by that, after checking that nothing else is there: a file the package did not write —
+  a user's notes, a figure, a folder written before run folders kept a list — is never deleted;
+  the clearing is refused naming it. A file that existed before the package first wrote it (a
+  user's Markdown page whose block is refreshed) is not listed.
 * **Atomic writes** (:func:`atomic_write` and the helpers on top of it). Every result file
   (JSON, CSV, PNG, checkpoint) is written to a temporary file in the same folder, flushed,
   ``fsync``-ed and moved over the old one with ``os.replace``: a reader sees the old file or the
   new one, never a part, and a failed write (full disk, ``ulimit -f``, read-only folder) leaves
-  the previous version intact.
+  the previous version intact. A folder without any write permission bit (``chmod a-w``) is
+  read-only for the package even when it runs as root (:func:`check_writable`).
 * **JSON** (:func:`write_json`): NumPy numbers are written as plain numbers; NaN and infinity are
   refused with the key that holds them, except for the quantities that are undefined by
   definition in documented cases (:data:`UNDEFINED_KEYS`), which are written as ``null``.
@@ -33,13 +43,14 @@ import csv
 import datetime
 import errno
 import fcntl
+import fnmatch
 import hashlib
 import io
 import json
 import math
 import os
 import secrets
-import shutil
+import stat
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -53,12 +64,15 @@ __all__ = [
     "RunInterrupted",
     "WriteError",
     "atomic_write",
+    "check_writable",
+    "clear_run_folder",
     "identity",
     "load_checkpoint",
     "locked",
     "open_run",
     "read_json",
     "read_manifest",
+    "record_written",
     "save_checkpoint",
     "save_figure",
     "to_json_text",
@@ -91,31 +105,209 @@ CHECKPOINT_FORMAT = 1
 UNDEFINED_KEYS = frozenset({"reference_performance", "adherence", "adherence_per_agent", "ci95",
                             "fraction_of_reference", "collapsed"})
 
-#: Names this package writes in run folders; a folder holding only these may be cleared.
-OUTPUT_NAMES = frozenset({
-    MANIFEST, LOCK, "metrics.json", "summary.json", "progress.csv", "checkpoint.pt", "tb",
-    "results.json", "benchmark.json", "grid.json", "sweep.json", "references", "runs",
-    "params.json", "reference.json", "demo.json", "demo.png", "tuning", "tuning.json",
-    "institutions",
-})
-
-
-def _is_output(name: str) -> bool:
-    return (name in OUTPUT_NAMES or name.startswith("seed_") or name.endswith(".png")
-            or _is_temporary(name))
+#: The list of files the package wrote in a run folder: one JSON object per line after a header
+#: line, ``{"file": "<path relative to the folder>"}`` or ``{"glob": "<pattern>"}`` (files written
+#: by another library, e.g. TensorBoard's event files). Appended to (``O_APPEND``, so that the
+#: workers of a study may add to it at once) before each new file is created.
+FILES = ".files"
+_FILES_HEADER = {"reciprocity": "files written in this run folder (cleared with it)"}
 
 
 def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
+# -- the list of files each run folder's writers create ------------------------------------------
+def _files_owner(path: Path) -> Path | None:
+    """The run folder that holds ``path``: the nearest folder up from its parent with a list of
+    files (None: the path is in no run folder)."""
+    for folder in (path.parent, *path.parent.parents):
+        if (folder / FILES).is_file():
+            return folder
+    return None
+
+
+def record_written(path: str | Path, *, pattern: bool = False) -> None:
+    """List ``path`` (a file about to be created, or with ``pattern`` a glob of files another
+    library writes, e.g. ``tb/events.out.tfevents.*``) as written by the package in the run
+    folder that holds it, so that clearing the folder removes it. Nothing is listed outside run
+    folders, nor a file that already exists unlisted (someone else's, which the package only
+    rewrites)."""
+    path = Path(os.path.abspath(path))
+    owner = _files_owner(path)
+    if owner is None or (not pattern and (path.exists() or path.is_symlink())):
+        return
+    entry = {"glob" if pattern else "file": path.relative_to(owner).as_posix()}
+    try:
+        fd = os.open(owner / FILES, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, (json.dumps(entry) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise WriteError(err.errno, f"cannot write {path} (cannot list it in "
+                                    f"{owner / FILES}: {err.strerror})") from None
+
+
+def _start_file_list(folder: Path) -> None:
+    """Create the (empty) list of files of a run folder, unless it has one."""
+    path = folder / FILES
+    if _read_file_list(folder) is not None:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            os.write(fd, (json.dumps(_FILES_HEADER) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise ValueError(f"--out {folder}: cannot write in the folder ({err.strerror})") from None
+    _sync_folder(folder)
+
+
+def _read_file_list(folder: Path) -> tuple[set[str], list[str]] | None:
+    """The files (relative paths) and patterns listed in a run folder, or None when it has no
+    list of this package (an older version's folder, or not a run folder). Lines that are not
+    entries, and entries leaving the folder, are ignored."""
+    path = folder / FILES
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not lines or json.loads(lines[0]) != _FILES_HEADER:
+            return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    files, globs = set(), []
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # e.g. a line cut by a crash
+        if not isinstance(entry, dict) or len(entry) != 1:
+            continue
+        (kind, rel), = entry.items()
+        if not isinstance(rel, str) or kind not in ("file", "glob") or rel.startswith("/") \
+                or ".." in rel.split("/") or not rel:
+            continue
+        (files.add if kind == "file" else globs.append)(rel)
+    return files, globs
+
+
+def listed_files(folder: str | Path) -> list[str] | None:
+    """The files and patterns a run folder lists as written by the package (relative paths,
+    sorted), or None when it keeps no list (a folder of an older version, or not a run
+    folder)."""
+    listed = _read_file_list(Path(folder))
+    return None if listed is None else sorted(listed[0] | set(listed[1]))
+
+
+class _Foreign(Exception):
+    """A file in a folder being cleared that the package did not write (``why``: the reason)."""
+
+    def __init__(self, path: Path, why: str):
+        self.path, self.why = path, why
+
+
+def clear_run_folder(out: str | Path, label: str | None = None) -> None:
+    """Remove what the package wrote in the run folder ``out``: the files its list names, those
+    of the run folders nested in it, their lists, manifests, locks and temporary files, and the
+    folders left empty by that (``out`` itself stays). Anything else — a file of the user's, a
+    file of a folder written before run folders kept a list — is refused, naming the first one
+    (in sorted order), before anything is removed.
+
+    Raises:
+        ValueError: naming the file that is not the package's, and what to do.
+    """
+    out = Path(out)
+    label = label or f"--out {out}"
+    try:
+        remove = _owned(out, [], "none", top=True)
+    except _Foreign as err:
+        raise ValueError(f"{label} holds {err.path.relative_to(out).as_posix()}, which "
+                         f"reciprocity did not write there ({err.why}); move it out of the "
+                         "folder, or choose another --out") from None
+    emptied: set[Path] = set()
+    for path in remove:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise ValueError(f"{label}: cannot clear {path.relative_to(out).as_posix()} "
+                             f"({err.strerror})") from None
+        emptied.add(path.parent)
+    # the folders left empty, deepest first (a folder that was empty before is left alone)
+    for folder in sorted({p for f in emptied for p in (f, *f.parents) if out in p.parents},
+                         key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # refused, as it should be, where something remains
+
+
+def _valid_manifest(folder: Path) -> bool:
+    try:
+        return read_manifest(folder) is not None
+    except ValueError:
+        return False
+
+
+_WHY = {"none": "the folder holds no run",
+        "legacy": "the folder was written by an older version of reciprocity, which kept no "
+                  "list of its files",
+        "listed": "it is not in the folder's list of files"}
+
+
+def _owned(folder: Path, lists: list[tuple[Path, set[str], list[str]]], state: str, *,
+           top: bool = False) -> list[Path]:
+    """The files under ``folder`` to remove; raises :class:`_Foreign` at the first one (in
+    sorted order) that is not the package's. ``lists``: the lists of the run folders on the way
+    down (folder, files, patterns); ``state``: ``"none"`` (no run folder yet), ``"legacy"``
+    (in a run folder of an older version) or ``"listed"``."""
+    listed = _read_file_list(folder)
+    run_folder = listed is not None
+    if run_folder:
+        lists = [*lists, (folder, *listed)]
+        state = "listed"
+    elif (folder / MANIFEST).is_file() and _valid_manifest(folder):
+        state = "legacy"
+    remove = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        name = entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            remove += _owned(entry, lists, state)
+        elif name == LOCK and entry.is_file() and not entry.is_symlink() \
+                and entry.stat().st_size == 0:
+            if not top:  # the lock of the folder being cleared is held meanwhile
+                remove.append(entry)
+        elif (_is_temporary(name) or (run_folder and name == FILES)) and entry.is_file() \
+                and not entry.is_symlink():
+            remove.append(entry)
+        elif name == MANIFEST and not entry.is_symlink() and _valid_manifest(folder):
+            remove.append(entry)
+        elif any(_lists(entry, *found) for found in lists):
+            remove.append(entry)
+        else:
+            raise _Foreign(entry, _WHY[state])
+    return remove
+
+
+def _lists(entry: Path, folder: Path, files: set[str], globs: list[str]) -> bool:
+    rel = entry.relative_to(folder).as_posix()
+    return rel in files or any(fnmatch.fnmatchcase(rel, g) for g in globs)
+
+
 # -- atomic writes -----------------------------------------------------------------------------
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Write a file atomically: ``write(f)`` fills a temporary file in the same folder, which
     is flushed, synced to disk and renamed over ``path``. On any failure the temporary file is
-    removed and ``path`` keeps its previous content; the error names ``path``."""
+    removed and ``path`` keeps its previous content; the error names ``path``. A new file in a
+    run folder is first listed as the package's (:func:`record_written`)."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    check_writable(path.parent, path)
+    record_written(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
@@ -133,6 +325,26 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         raise
     _sync_folder(path.parent)
     return path
+
+
+def check_writable(folder: str | Path, target: str | Path | None = None) -> None:
+    """Refuse to write in a folder that has no write permission bit at all (``chmod a-w``), as
+    the system refuses every user but root: the package treats it as read-only for root too.
+    Raises :class:`WriteError` naming ``target`` (default: the folder)."""
+    if _read_only_for_root(folder):
+        raise WriteError(errno.EACCES, f"cannot write {target or folder} (Permission denied: "
+                                       f"{folder} is read-only, for root too)")
+
+
+def _read_only_for_root(folder: str | Path) -> bool:
+    """Running as root (whom the system lets write anywhere), ``folder`` has no write bit."""
+    if os.geteuid() != 0:
+        return False  # the system enforces the permissions
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return False  # the write itself reports it
+    return stat.S_ISDIR(mode) and not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -259,6 +471,7 @@ class RunFolder:
         self.config = dict(config)
         self.identity = identity(kind, config)
         self.resumed = resumed
+        self.previous_status: str | None = None  # of the run resumed (e.g. "complete")
         self._lock_fd = lock_fd
         self.started = _now()
 
@@ -268,7 +481,9 @@ class RunFolder:
         write_json(self.path / MANIFEST, {
             "kind": self.kind, "identity": self.identity, "status": status,
             "reciprocity_version": __version__, "started": self.started,
-            "updated": _now(), "config": self.config})
+            "updated": _now(), "config": self.config,
+            # a copy of .files as of this update (.files itself is kept current)
+            "files": listed_files(self.path) or []})
 
     def complete(self) -> None:
         """Mark the run complete (after its last result file is written)."""
@@ -333,8 +548,13 @@ def open_run(out: str | Path, kind: str, config: Mapping[str, Any], *, overwrite
     label = f"--out {out}"
     if out.exists() and not out.is_dir():
         raise ValueError(f"{label} is a file, not a folder")
+    existing = out if out.is_dir() else next(p for p in out.parents if p.is_dir())
+    if _read_only_for_root(existing):
+        raise ValueError(f"{label}: cannot create or write the folder ({existing} is read-only, "
+                         "for root too)")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        new_lock = not (out / LOCK).exists()  # removed again if the folder is refused
         lock_fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
         raise ValueError(f"{label}: cannot create or write the folder ({err.strerror})") \
@@ -348,12 +568,17 @@ def open_run(out: str | Path, kind: str, config: Mapping[str, Any], *, overwrite
                              "choose another folder") from None
         raise ValueError(f"{label}: cannot lock the folder ({err.strerror})") from None
     try:
+        if not os.access(out, os.W_OK) or _read_only_for_root(out):
+            raise ValueError(f"{label}: the folder is not writable")
         folder = RunFolder(out, kind, config, lock_fd, resumed=resume)
         _guard(folder, overwrite=overwrite, resume=resume, resumable=resumable)
-        if not os.access(out, os.W_OK):
-            raise ValueError(f"{label}: the folder is not writable")
-        folder.write_manifest("running")
+        if folder.previous_status != "complete" or not resume:
+            _start_file_list(out)
+            folder.write_manifest("running")
     except BaseException:
+        if new_lock:  # leave a refused folder as it was
+            with contextlib.suppress(OSError):
+                (out / LOCK).unlink()
         os.close(lock_fd)
         raise
     return folder
@@ -376,6 +601,7 @@ def _guard(folder: RunFolder, *, overwrite: bool, resume: bool, resumable: bool)
             raise ValueError(f"--resume {out}: the folder holds a different run "
                              f"({manifest['kind']}, identity {manifest['identity'][:12]}...)")
         folder.started = manifest.get("started", folder.started)
+        folder.previous_status = manifest["status"]
         return
     if not entries:
         return
@@ -383,32 +609,14 @@ def _guard(folder: RunFolder, *, overwrite: bool, resume: bool, resumable: bool)
         if manifest["status"] != "complete" and resumable:
             raise ValueError(f"{label} holds an unfinished run of this configuration: continue "
                              f"it with --resume {out}, or start it again with --overwrite")
-        _clear(out)  # the same run again: its old files must not outlive it
+        clear_run_folder(out, label)  # the same run again: no old file outlives it
         return
     if not overwrite:
         what = (f"a different {manifest['kind']} run" if manifest is not None
                 else "files that are not from this run")
         raise ValueError(f"{label} holds {what}; choose another folder, or pass --overwrite to "
                          "replace it")
-    foreign = [name for name in entries if not _is_output(name)]
-    if manifest is None and foreign:
-        raise ValueError(f"{label} holds files this package did not write ({foreign[:3]}); "
-                         "--overwrite only clears run folders: choose another folder")
-    _clear(out)
-
-
-def _clear(out: Path) -> None:
-    for entry in out.iterdir():
-        if entry.name == LOCK:
-            continue
-        try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        except OSError as err:
-            raise ValueError(f"--out {out}: cannot clear {entry.name} ({err.strerror})") \
-                from None
+    clear_run_folder(out, label)
 
 
 # -- checkpoints -------------------------------------------------------------------------------

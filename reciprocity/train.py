@@ -65,6 +65,7 @@ from .runfolder import (
     RunInterrupted,
     load_checkpoint,
     open_run,
+    record_written,
     save_checkpoint,
     write_csv,
     write_json,
@@ -315,6 +316,8 @@ class ProgressLog(Callback):
             return
         # events logged by an interrupted run after its checkpoint are hidden on resume
         purge = None if resume_rounds is None else resume_rounds + 1
+        # TensorBoard names its event files itself: they are listed as the run's by pattern
+        record_written(self.out / "tb" / "events.out.tfevents.*", pattern=True)
         self.writer = SummaryWriter(str(self.out / "tb"), purge_step=purge)
 
     def on_update(self, run: TrainingRun, rows: list[dict]) -> None:

@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from reciprocity.cli import main
-from reciprocity.runfolder import load_checkpoint, save_checkpoint
+from reciprocity.runfolder import load_checkpoint, save_checkpoint, write_json
 from reciprocity.train import TrainConfig, train
 
 torch.set_num_threads(1)
@@ -245,6 +245,34 @@ def test_read_only_folder_leaves_previous_results_intact(tmp_path):
     finally:
         run.chmod(0o755)
     assert _snapshot(run) == before
+
+
+def test_read_only_folder_is_read_only_for_root_too(tmp_path):
+    """Issue 19: run as root (who may write anywhere), read-only run folders were written anyway.
+    A folder without any write permission bit (chmod a-w) is read-only for the package whoever
+    runs it: the same one-line refusals as for any other user, nothing changed."""
+    _small_run(tmp_path)
+    run = tmp_path / "run"
+    before = _snapshot(run)
+    run.chmod(0o555)
+    try:
+        code, _, err = finish(cli("evaluate", "--run", str(run), "--reference",
+                                  str(tmp_path / "ref")))  # capabilities kept
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"error: cannot write {run / 'metrics.json'} (Permission denied")
+        code, _, err = finish(cli("train", "--scenario", "L6-v0", "--out", str(run / "new")))
+        assert code == 2 and "cannot create or write the folder" in err, err
+        code, _, err = finish(cli("train", "--resume", str(run)))
+        assert code == 2 and "is read-only, for root too" in err and err.count("\n") == 1, err
+        with pytest.raises(OSError, match=r"cannot write .*metrics\.json \(Permission denied"):
+            write_json(run / "metrics.json", {})
+    finally:
+        run.chmod(0o755)
+    assert _snapshot(run) == before and not (run / "new").exists()
+    # a read-only file in a writable folder is replaced, as the system allows any user
+    (run / "metrics.json").chmod(0o444)
+    write_json(run / "metrics.json", {"rewritten": True})
+    assert json.loads((run / "metrics.json").read_text()) == {"rewritten": True}
 
 
 # -- damaged and crafted checkpoints ------------------------------------------------------------

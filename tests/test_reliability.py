@@ -103,19 +103,19 @@ def test_read_json_names_the_file_and_what_is_wrong(tmp_path):
 def test_out_guard_refuses_another_run_and_clears_only_run_folders(tmp_path):
     out = tmp_path / "run"
     with open_run(out, "train", {"a": 1}) as folder:
-        (out / "metrics.json").write_text("{}")
+        write_json(out / "metrics.json", {})
         folder.complete()
     # the same run again: its old files do not survive
     with open_run(out, "train", {"a": 1}) as folder:
         assert not (out / "metrics.json").exists()
         assert read_json(out / "run.json", "x")["status"] == "running"
-        (out / "metrics.json").write_text("{}")
+        write_json(out / "metrics.json", {})
         folder.complete()
     with pytest.raises(ValueError, match=r"holds a different train run.*--overwrite"):
         open_run(out, "train", {"a": 2})
     assert (out / "metrics.json").exists()
     with open_run(out, "train", {"a": 2}, overwrite=True):
-        assert sorted(p.name for p in out.iterdir()) == [".lock", "run.json"]
+        assert sorted(p.name for p in out.iterdir()) == [".files", ".lock", "run.json"]
     # a folder of somebody's files is never cleared
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -124,14 +124,16 @@ def test_out_guard_refuses_another_run_and_clears_only_run_folders(tmp_path):
         with pytest.raises(ValueError, match="mine"):
             open_run(mine, "train", {"a": 1}, overwrite=overwrite)
     assert (mine / "notes.txt").read_text() == "precious"
-    # a folder of this package's outputs without a manifest (older versions) may be cleared
+    # nor one of this package's file names without a list of files (older versions): refused
     old = tmp_path / "old"
     (old / "seed_0").mkdir(parents=True)
     (old / "summary.json").write_text("{}")
     with pytest.raises(ValueError, match="--overwrite"):
         open_run(old, "train", {"a": 1})
-    with open_run(old, "train", {"a": 1}, overwrite=True):
-        assert not (old / "summary.json").exists()
+    with pytest.raises(ValueError, match=r"holds summary\.json, which reciprocity did not "
+                                         r"write there \(the folder holds no run\)"):
+        open_run(old, "train", {"a": 1}, overwrite=True)
+    assert (old / "summary.json").exists()
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file"):
         open_run(tmp_path / "file", "train", {})
