@@ -187,8 +187,20 @@ def load_scenario(path: str | Path) -> Scenario:
     except Exception as err:  # yaml.YAMLError and friends
         if isinstance(err, ValueError):
             raise
-        raise ValueError(f"scenario file {str(path)!r} could not be parsed: {err}") from None
+        raise ValueError(f"scenario file {str(path)!r} could not be parsed: "
+                         f"{_yaml_error(err)}") from None
     return Scenario.from_dict(data, source=f"scenario file {str(path)!r}")
+
+
+def _yaml_error(err: Exception) -> str:
+    """A YAML parse error on one line: where it is noticed (line, column) and what is wrong."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(err).split())
+    context = getattr(err, "context", None)
+    return (f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+            + (f" ({context})" if context else ""))
 
 
 def read_text_file(path: Path, what: str) -> str:

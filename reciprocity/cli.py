@@ -259,14 +259,20 @@ def _check_resume_options(args, run) -> None:
 
 
 def _cmd_train(args) -> int:
+    from .runfolder import read_manifest
     from .train import LEARNING_CURVE, TrainConfig, load_run_config, train
 
+    if args.seed is not None and args.seeds:
+        raise ValueError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))}: give "
+                         "one of them (--seeds S1 S2 ... trains several seeds)")
+    finished = False
     if args.resume:
         config = load_run_config(args.resume)
         _check_resume_options(args, config)
         if args.checkpoint_every is not None:
             config = dataclasses.replace(config, checkpoint_every=args.checkpoint_every)
         out, resume = Path(args.resume), True
+        finished = (read_manifest(out) or {}).get("status") == "complete"
     else:
         scenario = args.scenario or args.config
         if scenario is None:
@@ -285,8 +291,12 @@ def _cmd_train(args) -> int:
         out, resume = Path(args.out), False
     metrics = train(config, out, resume=resume, overwrite=args.overwrite,
                     progress=not args.quiet)
+    if finished:  # train left it as it was
+        print(f"{out}: the run is already complete, nothing to resume; its stored results "
+              "below (to compute them again, run it without --resume)")
     print("\n".join(_train_summary(metrics)))
-    print(f"wrote {out} (learning curve: {out / LEARNING_CURVE})")
+    if not finished:
+        print(f"wrote {out} (learning curve: {out / LEARNING_CURVE})")
     return 0
 
 

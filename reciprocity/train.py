@@ -44,11 +44,13 @@ resumes from any directory even if its scenario file has changed or gone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,8 @@ from .runfolder import (
     RunInterrupted,
     load_checkpoint,
     open_run,
+    read_json,
+    read_manifest,
     record_written,
     save_checkpoint,
     write_csv,
@@ -440,10 +444,17 @@ class Checkpoints(Callback):
         if state["identity"] != self.identity:
             raise ValueError(f"--resume {self.path.parent}: checkpoint.pt belongs to another run "
                              "than run.json")
-        run.load_state_dict(state)
-        for c in self.callbacks:
-            if c.key is not None and c.key in state:
-                c.load_state_dict(state[c.key])
+        try:  # a checkpoint is data: anything in it that does not fit this run is refused
+            _check_run_state(state, run)
+            with warnings.catch_warnings():  # torch's, about what it is refused for below
+                warnings.simplefilter("ignore")
+                run.load_state_dict(state)
+            _check_optimizers(run)
+            for c in self.callbacks:
+                if c.key is not None and c.key in state:
+                    c.load_state_dict(state[c.key])
+        except _DAMAGED as err:
+            raise _damaged(self.path, err) from None
 
     def on_update(self, run: TrainingRun, rows: list[dict]) -> None:
         if self.interrupt.requested:
@@ -505,6 +516,10 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         progress: show a progress bar.
         callbacks: more :class:`Callback` objects, called after the run's own (progress log,
             snapshots, progress bar) and before its checkpoints.
+
+    A finished run resumed is left as it is: its stored metrics are returned. A run stopped by
+    Ctrl-C is marked ``interrupted`` in run.json (resume continues it).
+
     Raises:
         RunInterrupted: on Ctrl-C, after checkpointing the last completed update.
     """
@@ -517,6 +532,8 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
     elif resume:
         raise ValueError("resume needs the run folder (out)")
     try:
+        if resume and folder.previous_status == "complete":  # nothing left to do
+            return read_metrics(out, config.seeds)
         run = TrainingRun(config)
         log, snapshots = ProgressLog(out, config.tensorboard), Snapshots(config.eval_budgets)
         hooks = [log, snapshots, *callbacks]
@@ -563,6 +580,11 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
             plot_learning_curve(out / LEARNING_CURVE, log.rows, config, metrics)
             folder.complete()
         return metrics
+    except (RunInterrupted, KeyboardInterrupt):
+        if folder is not None:  # resumable from its last checkpoint
+            with contextlib.suppress(OSError, ValueError):
+                folder.write_manifest("interrupted")
+        raise
     finally:
         if folder is not None:
             folder.close()
@@ -580,17 +602,132 @@ def load_run_config(out: str | Path) -> TrainConfig:
         raise ValueError(f"--resume {out}: no such folder")
     path = out / "checkpoint.pt"
     if not path.is_file():
+        if (read_manifest(out) or {}).get("status") == "complete":
+            raise ValueError(f"--resume {out}: the run is already complete (it kept no "
+                             "checkpoint); nothing to resume")
         raise ValueError(f"--resume {out}: no checkpoint.pt (the run stopped before its first "
                          "checkpoint, ran without checkpoints, or this is not a training run)")
     state = load_checkpoint(path, required=CHECKPOINT_KEYS)
-    scenario = Scenario.from_dict(state["scenario"], source=f"{path} (scenario)")
-    if scenario.content_hash() != state["scenario_hash"]:
-        raise ValueError(f"{path}: the embedded scenario does not match its hash")
-    options = dict(state["train_config"])
-    options["scenario"] = scenario
-    options["seeds"] = tuple(options["seeds"])
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in options.items() if k in known})
+    try:  # a checkpoint is data: what it holds is checked as any user's input
+        for key in ("scenario", "train_config"):
+            if not isinstance(state[key], dict):
+                raise ValueError(f"{key} is a {type(state[key]).__name__}, not a mapping")
+        scenario = Scenario.from_dict(state["scenario"], source="scenario")
+        if scenario.content_hash() != state["scenario_hash"]:
+            raise ValueError("the embedded scenario does not match its hash")
+        options = dict(state["train_config"])
+        options["scenario"] = scenario
+        if not isinstance(options.get("seeds"), list | tuple):
+            raise ValueError(f"train_config.seeds is {options.get('seeds')!r}, not a list")
+        options["seeds"] = tuple(options["seeds"])
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in options.items() if k in known})
+    except _DAMAGED as err:
+        raise _damaged(path, err) from None
+
+
+#: What reading a damaged or crafted checkpoint's contents into a run can raise.
+_DAMAGED = (AttributeError, IndexError, KeyError, OverflowError, RuntimeError, TypeError,
+            ValueError)
+
+
+def _damaged(path: Path, err: Exception) -> ValueError:
+    """One line naming the checkpoint and what does not fit in it."""
+    reason = " ".join(str(err).split())[:300]
+    if isinstance(err, ValueError):
+        return ValueError(f"checkpoint {path}: {reason}")
+    return ValueError(f"checkpoint {path} is damaged or not a checkpoint of this run "
+                      f"({type(err).__name__}: {reason or 'no detail'})")
+
+
+def _check_run_state(state: dict, run: TrainingRun) -> None:
+    """Refuse (ValueError naming the entry) a checkpoint whose run state is not shaped like
+    ``run``'s own (same entries, types, tensor and array shapes and dtypes), or whose update
+    count and progress rows disagree."""
+    update = state["update"]
+    if isinstance(update, bool) or not isinstance(update, int) or \
+            not 0 <= update <= run.num_updates:
+        raise ValueError(f"update is {update!r}, not a count of updates in 0..{run.num_updates}")
+    reference = run.state_dict()
+    if update >= run.warmup_updates:
+        reference.pop("warmup", None)  # the warm-up's state is kept only during the warm-up
+    _check_like(state, reference, "")
+    rows, seeds = state["progress"], run.config.seeds
+    if not isinstance(rows, list) or len(rows) != update * len(seeds) or not all(
+            isinstance(r, dict) and all(isinstance(k, str) and isinstance(v, int | float | str)
+                                        for k, v in r.items())
+            and isinstance(r.get("rounds"), int) for r in rows):
+        raise ValueError(f"progress does not hold {len(seeds)} row(s) of numbers per update for "
+                         f"its {update} update(s)")
+    tables = [t.shape for t in run.learner.policy.tables()]
+    snapshots = state["snapshots"]
+    if not isinstance(snapshots, list) or not all(
+            isinstance(s, dict) and s.get("rounds") in run.config.eval_budgets
+            and isinstance(s.get("wall_seconds"), int | float)
+            and [getattr(s.get(k), "shape", None) for k in ("action", "signal")] == tables
+            for s in snapshots):
+        raise ValueError("snapshots are not policy tables of this run's evaluation budgets")
+
+
+def _check_optimizers(run: TrainingRun) -> None:
+    """The optimizer moments loaded from a checkpoint (which a fresh run has none of to compare
+    with) are, per parameter, numbers or tensors of the parameter's shape."""
+    learners = [run.learner] + ([] if run.warm is None else [run.warm.learner])
+    for learner in learners:
+        for name, optimizer in vars(learner).items():
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                continue
+            for group in optimizer.param_groups:
+                for k, param in enumerate(group["params"]):
+                    moments = optimizer.state.get(param, {})
+                    if not isinstance(moments, dict) or not all(
+                            (isinstance(v, torch.Tensor) and v.shape in (param.shape, ()))
+                            or (isinstance(v, int | float) and not isinstance(v, bool))
+                            for v in moments.values()):
+                        raise ValueError(f"the learner's {name} state of parameter {k} does not "
+                                         "fit the parameter")
+
+
+def _check_like(value, reference, where: str) -> None:
+    """``value`` has the structure of ``reference``: mappings with (at least) its keys, lists of
+    its length, tensors and arrays of its shape and dtype, numbers and strings of its kind."""
+    def refuse(what: str):
+        raise ValueError(f"{where.lstrip('.') or 'the state'} {what}")
+
+    if isinstance(reference, torch.Tensor | np.ndarray):
+        kind = type(reference)
+        if not isinstance(value, kind) or value.shape != reference.shape or \
+                value.dtype != reference.dtype:
+            refuse(f"is {_describe(value)}, where this run has {_describe(reference)}")
+    elif isinstance(reference, dict):
+        if not isinstance(value, dict):
+            refuse(f"is {_describe(value)}, not a mapping")
+        for key, ref in reference.items():
+            if key not in value:
+                refuse(f"lacks {key!r}")
+            _check_like(value[key], ref, f"{where}.{key}")
+    elif isinstance(reference, list | tuple):
+        if not isinstance(value, list | tuple) or len(value) != len(reference):
+            refuse(f"is {_describe(value)}, where this run has {len(reference)} entries")
+        for k, (v, ref) in enumerate(zip(value, reference, strict=True)):
+            _check_like(v, ref, f"{where}.{k}")
+    elif isinstance(reference, bool | str):
+        if not isinstance(value, type(reference)):
+            refuse(f"is {_describe(value)}, not a {type(reference).__name__}")
+    elif isinstance(reference, int | float):
+        allowed = int if isinstance(reference, int) else int | float
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            refuse(f"is {_describe(value)}, not a number")
+
+
+def _describe(value) -> str:
+    name = type(value).__name__
+    article = "an" if name[0] in "aeiou" else "a"
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return f"{article} {name} of shape {tuple(value.shape)} ({value.dtype})"
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)}"
+    return f"{article} {name}"
 
 
 def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str,
@@ -662,6 +799,13 @@ def plot_learning_curve(path: str | Path, rows: list[dict], config: TrainConfig,
     save_figure(fig, path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def read_metrics(out: Path, seeds) -> list[dict]:
+    """The stored metrics of a finished run (:func:`write_metrics`), one per seed."""
+    paths = [out / "metrics.json"] if len(seeds) == 1 else \
+        [out / f"seed_{s}" / "metrics.json" for s in seeds]
+    return [read_json(p, f"--resume {out}") for p in paths]
 
 
 def write_metrics(out: Path, metrics: list[dict]) -> None:

@@ -10,6 +10,7 @@ running anything from it.
 
 from __future__ import annotations
 
+import copy
 import csv
 import ctypes
 import json
@@ -17,6 +18,7 @@ import os
 import pickle
 import random
 import resource
+import shutil
 import signal
 import struct
 import subprocess
@@ -150,6 +152,7 @@ def test_ctrl_c_checkpoints_and_stops_with_one_line(tmp_path_factory):
     assert err.startswith("interrupted after update ") and f"--resume {folder}" in err
     done = load_checkpoint(folder / "checkpoint.pt")["update"]
     assert f"after update {done} of 24" in err
+    assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
     code, _, err = finish(cli("train", "--resume", str(folder), "--quiet"))
     assert code == 0, err
     assert outcome(folder) == expected
@@ -319,3 +322,46 @@ def test_damaged_or_crafted_checkpoints_are_refused_without_running_code(tmp_pat
     # control: the crafted pickle does run code when loaded without weights_only
     torch.load(tmp_path / "crafted" / "checkpoint.pt", weights_only=False)
     assert (tmp_path / "code-ran").exists()
+
+
+#: Checkpoints that load safely (tensors and plain data) but hold what no run of this package
+#: wrote: each gave "unexpected AttributeError/KeyError/TypeError/RuntimeError" (exit 1), or ran
+#: on silently (an update count beyond the run's).
+HOSTILE = [
+    (("train_config",), None), (("train_config",), [1, 2]), (("train_config", "seeds"), None),
+    (("train_config", "rounds"), torch.zeros(2, 2, dtype=torch.int64)),
+    (("scenario",), 7), (("scenario", "population"), "x"),
+    (("update",), 1.5), (("update",), 99), (("update",), torch.zeros(3)),
+    (("learner",), None), (("learner", "policy"), {}), (("learner", "estimators"), "x"),
+    (("learner", "optimizer", "state", 0), []),
+    (("learner", "optimizer", "state", 0), torch.zeros(3)),
+    (("game", "noise", "signal_u"), torch.zeros(2, 2)), (("game", "noise", "observers"), None),
+    (("game", "core_rng", "state", "state"), "x"), (("game", "reputation"), [1, 2]),
+    (("rngs",), [None]), (("progress",), [{"update": [1]}]), (("snapshots",), "x"),
+    (("wall_seconds",), "x"),
+]
+
+
+def test_hostile_checkpoints_are_one_line_errors(tmp_path, capsys, stop_training):
+    """A checkpoint is data: whatever it holds that does not fit the run is a ValueError naming
+    the checkpoint (one line, exit 2), before the run continues."""
+    base = tmp_path / "base"
+    with stop_training(2), pytest.raises(KeyboardInterrupt):
+        train(TrainConfig("L6-v0", rounds=30, num_envs=2, eval_envs=4, checkpoint_every=1,
+                          tensorboard=False), base, progress=False)
+    state = load_checkpoint(base / "checkpoint.pt")
+    for k, (where, value) in enumerate(HOSTILE):
+        hostile = copy.deepcopy(state)
+        inner = hostile
+        for key in where[:-1]:
+            inner = inner[key]
+        inner[where[-1]] = copy.deepcopy(value)
+        folder = tmp_path / f"hostile-{k}"
+        shutil.copytree(base, folder)
+        save_checkpoint(folder / "checkpoint.pt", hostile)
+        assert main(["train", "--resume", str(folder), "--quiet"]) == 2, where
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: checkpoint {folder / 'checkpoint.pt'}") and \
+            err.count("\n") == 1 and "unexpected" not in err, (where, err)
+    # control: the checkpoint as saved resumes
+    assert main(["train", "--resume", str(base), "--quiet"]) == 0
