@@ -280,6 +280,21 @@ def check_memory(field: str, what: str, nbytes: int) -> None:
                          f"more than the {format_bytes(available)} available")
 
 
+#: Work beyond which a run is refused before it starts, in agent-rounds (games x rounds x agents
+#: of the batched core): the core plays about 5e6 - 3e7 agent-rounds per second on one core, so
+#: this is over a month of computing (a default benchmark cell plays about 1e9).
+MAX_AGENT_ROUNDS = 10**14
+
+
+def check_work(field: str, what: str, agent_rounds: int) -> None:
+    """Refuse a run that would play more than :data:`MAX_AGENT_ROUNDS` (it would not finish),
+    naming the field responsible, before anything is played."""
+    if agent_rounds > MAX_AGENT_ROUNDS:
+        raise ValueError(f"{field}: {what} would play about {agent_rounds:.1e} agent-rounds "
+                         f"(games x rounds x agents), more than the {MAX_AGENT_ROUNDS:.0e} this "
+                         "package plays in about a month; choose a smaller value")
+
+
 def check_env_memory(config: EnvConfig, observation_size: int) -> None:
     """Refuse an environment whose per-step observations or core do not fit in memory.
 

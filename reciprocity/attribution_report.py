@@ -40,6 +40,7 @@ from .agents.attribution import HEADS, Attribution, attribute
 from .agents.rg import ReciprocityGradient, RGConfig
 from .agents.rollout import collect
 from .engine import Engine, Job
+from .envs.config import check_memory, check_work
 from .envs.norms import (
     ACTION_CONTEXTS,
     SIGNAL_CONTEXTS,
@@ -56,6 +57,8 @@ from .runfolder import open_run, write_text
 CONTEXTS = {"action": ACTION_CONTEXTS, "signal": SIGNAL_CONTEXTS}
 #: Games of the fresh public record (as many as a training run plays per seed by default).
 DEFAULT_GAMES = 16
+#: Memory of the public record per (round, game, agent), as a training rollout's.
+_RECORD_BYTES = 128
 #: Shares of a head's gradient whose delays are reported (the delay by which they are reached).
 REACHED = (0.5, 0.9)
 
@@ -174,11 +177,12 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
-def attribute_subject(subject: Subject, *, horizon: int | None = None,
-                      gamma: float | None = None, games: int = DEFAULT_GAMES,
-                      rounds: int | None = None, seed: int = 0) -> tuple[Attribution, dict]:
-    """Fit estimators to a fresh public record of the subject's policy and decompose its
-    gradient under RG's model. Returns (the attribution, a description of the record)."""
+def attribution_options(subject: Subject, *, horizon: int | None = None,
+                        gamma: float | None = None, games: int = DEFAULT_GAMES,
+                        rounds: int | None = None, seed: int = 0) -> tuple[RGConfig, int, int]:
+    """The model's config, the record's games and rounds of an attribution; a ValueError naming
+    the option that is invalid, or too large to fit in memory or to finish (before anything is
+    computed)."""
     config = subject.config
     if horizon is not None:
         config = replace(config, horizon=horizon)
@@ -186,13 +190,39 @@ def attribute_subject(subject: Subject, *, horizon: int | None = None,
         config = replace(config, gamma=gamma)
     _positive_int("horizon", config.horizon)
     if isinstance(config.gamma, bool) or not isinstance(config.gamma, int | float) or \
-            not 0 < config.gamma <= 1:
+            not 0 < config.gamma <= 1:  # NaN included
         raise ValueError(f"gamma must lie in (0, 1], got {config.gamma!r}")
     env_config = subject.scenario.env_config
     rounds = env_config.max_rounds if rounds is None else rounds
     _positive_int("games", games)
     _positive_int("rounds", rounds)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     config = replace(config, policy="tabular")
+    s, n = subject.action.shape[0], env_config.num_agents
+    record_name = "games" if games > rounds else "rounds"
+    parts = {record_name: (f"a record of {rounds} rounds x {s * games} games of {n} agents",
+                           rounds * s * games * n * _RECORD_BYTES),
+             **ReciprocityGradient.memory_parts(config, s, games, env_config)}
+    name = max(parts, key=lambda k: parts[k][1])
+    check_memory(name, f"{parts[name][0]} (with everything else)",
+                 sum(nbytes for _, nbytes in parts.values()))
+    # the record, then one backward pass through model rounds 0..t for every payoff round
+    # t < H: a model round with its gradient costs about 100 rounds of the core (measured)
+    record, model = rounds * s * games * n, 100 * config.horizon ** 2 * s * games * n
+    check_work(record_name if record >= model else "horizon", "the attribution",
+               record + model)
+    return config, games, rounds
+
+
+def attribute_subject(subject: Subject, *, horizon: int | None = None,
+                      gamma: float | None = None, games: int = DEFAULT_GAMES,
+                      rounds: int | None = None, seed: int = 0) -> tuple[Attribution, dict]:
+    """Fit estimators to a fresh public record of the subject's policy and decompose its
+    gradient under RG's model. Returns (the attribution, a description of the record)."""
+    config, games, rounds = attribution_options(subject, horizon=horizon, gamma=gamma,
+                                                games=games, rounds=rounds, seed=seed)
+    env_config = subject.scenario.env_config
     s, f = subject.action.shape[:2]
     learner = ReciprocityGradient(config, env_config, (s, f))
     learner.policy.double()
@@ -666,6 +696,7 @@ def attribute_command(*, out: str | Path, run: str | Path | None = None,
         else:
             raise ValueError("attribute needs --run DIR, --scenario ID --policy SPEC, or "
                              "--report")
+        attribution_options(subject, **{k: v for k, v in options.items() if k != "figure"})
     config = {"run": None if run is None else str(Path(run).resolve()), "scenario": scenario,
               "policy": policy, "report": report, "quick": quick, **options}
     with open_run(out, "attribute", config, overwrite=overwrite) as folder:

@@ -123,6 +123,17 @@ class BenchmarkConfig:
         if self.tuning is not None:  # the search covers what the benchmark runs
             self.tuning = dataclasses.replace(self.tuning, algos=self.algos,
                                               policies=self.policies)
+        # sizes that could not fit or finish are refused before anything runs
+        from .agents.checks import check_int
+        from .evaluation import check_reference_size
+        from .train_config import check_study_size
+
+        for budget in self.budgets:
+            check_int("budgets", budget, minimum=1)
+        check_study_size(self.scenarios, seeds=self.seeds, num_envs=self.num_envs,
+                         rounds=max(self.budgets), eval_envs=self.eval_envs)
+        for s in self.scenarios:
+            check_reference_size(s, search_envs=self.search_envs, confirm_envs=self.confirm_envs)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

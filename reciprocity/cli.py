@@ -326,7 +326,7 @@ def _train_summary(metrics: list[dict]) -> list[str]:
 
 
 def _cmd_reference(args) -> int:
-    from .evaluation import reference
+    from .evaluation import check_reference_size, reference
     from .runfolder import open_run, write_json
 
     source = args.scenario or args.config
@@ -339,6 +339,10 @@ def _cmd_reference(args) -> int:
     if args.confirm_envs < 2:
         raise ValueError(f"--confirm-envs must be at least 2 (an interval needs two games), got "
                          f"{args.confirm_envs}")
+    check_reference_size(scenario, search_envs=args.search_envs, confirm_envs=args.confirm_envs,
+                         rounds=args.rounds, names={"search_envs": "--search-envs",
+                                                    "confirm_envs": "--confirm-envs",
+                                                    "rounds": "--rounds"})
     run = {"scenario": scenario.to_dict(), "search_envs": args.search_envs,
            "confirm_envs": args.confirm_envs, "rounds": args.rounds, "seed": args.seed}
     with open_run(args.out, "reference", run, overwrite=args.overwrite) as folder:
@@ -600,12 +604,13 @@ def _cmd_flagship(args) -> int:
     cfg = BenchmarkConfig(scenarios=(scenario,), algos=tuple(args.algos), policies=("tabular",),
                           seeds=args.seeds, budgets=budgets, main_budget=args.rounds,
                           tuning=None, institutions=None)
+    engine = _engine(args)  # its options are checked before anything runs
     print(f"{scenario}: {get_scenario(scenario).description}")
     print(f"training {', '.join(cfg.algos)} with {cfg.seeds} seeds x {cfg.num_envs} games x "
           f"{args.rounds} rounds each (default hyper-parameters), and the exhaustive reference "
           "(4096 policies)...")
     results = run_benchmark(cfg, args.out, progress=not args.quiet, write_table=False,
-                            overwrite=args.overwrite, engine=_engine(args))
+                            overwrite=args.overwrite, engine=engine)
     print()
     print(results_table(results["records"]))
     print(f"\nplot: {Path(args.out) / (scenario + '.png')}; records: "

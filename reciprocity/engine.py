@@ -41,6 +41,9 @@ __all__ = ["BACKENDS", "Cell", "Engine", "Job", "ReferenceRequest", "References"
            "write_references"]
 
 BACKENDS = ("local", "ray")
+#: Most processes a local pool (or CPUs a new local Ray instance) is given: each worker imports
+#: torch (hundreds of MB), so more never fit on one machine; a cluster is joined with its own.
+MAX_WORKERS = 1024
 
 
 # -- jobs (top-level functions: they run in worker processes or as Ray tasks) -------------------
@@ -176,6 +179,9 @@ class Engine:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        if workers > MAX_WORKERS:
+            raise ValueError(f"workers must be at most {MAX_WORKERS} (processes on this machine, "
+                             f"or CPUs of a new local Ray instance), got {workers}")
         if backend == "ray":
             import_ray()
         self.backend, self.workers = backend, workers

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .agents.checks import check_int
-from .envs.config import EnvConfig, strategy_tables
+from .envs.config import BYTES_PER_GAME_SLOT, EnvConfig, strategy_tables
 from .envs.core import BatchedGame, sample_round_noise
 from .envs.norms import (
     ACTION_CONTEXTS,
@@ -215,6 +215,84 @@ def protocol_for(env_config: EnvConfig, *, num_envs: int = EVALUATION_ENVS,
                     num_envs=int(num_envs), seed=int(seed))
 
 
+# -- sizes: refused before anything is computed -----------------------------------------------
+#: Memory of the burn-in model (:func:`burn_in_rounds`) per model round and policy (the
+#: learner's cumulative payoff, kept in about three copies), and per (policy, agent).
+_BURN_IN_ROUND_BYTES = 24
+_BURN_IN_AGENT_BYTES = 256
+_CHUNK_GAMES = 1 << 17  # games played at once by paired_games (per chunk of candidates)
+
+
+def burn_in_model_rounds(window: int, max_model_rounds: int = BURN_IN_MAX_MODEL_ROUNDS) -> int:
+    """Model rounds :func:`burn_in_rounds` iterates at most for ``window`` (a bound of its
+    burn-in too)."""
+    return max(4 * window, -(-max_model_rounds // window) * window)
+
+
+def evaluation_size(env_config: EnvConfig, *, candidates: int, num_envs: int, window: int,
+                    burn_in: int | None, episode: bool = True) -> tuple[dict, tuple[str, int]]:
+    """What playing ``candidates`` sets of focal tables on ``num_envs`` paired games by the
+    protocol costs (before anything is allocated or played).
+
+    Returns:
+        memory ``{cause: (description, bytes)}`` and work ``(cause, agent-rounds)``, a cause
+        being ``"games"`` (``num_envs``), ``"window"``, ``"burn_in"`` (its rounds, or the burn-in
+        model when ``burn_in`` is None) or ``"episode"`` (the scenario's ``max_rounds``, played
+        beside the window when ``episode``): the largest of the counts.
+    """
+    n, f = env_config.num_agents, int(env_config.focal_slots.size)
+    games = candidates * num_envs
+    memory = {"games": (f"{candidates} x {num_envs} evaluation games of {n} agents",
+                        min(games, max(num_envs, _CHUNK_GAMES)) * n * BYTES_PER_GAME_SLOT
+                        + 16 * games * f)}
+    if burn_in is None:
+        model = burn_in_model_rounds(window)
+        memory["burn_in"] = (f"the burn-in model over windows of {window} rounds",
+                             4096 * (model * _BURN_IN_ROUND_BYTES + n * _BURN_IN_AGENT_BYTES))
+        burn_in = model  # at most
+    counts = {"games": num_envs, "window": window, "burn_in": burn_in,
+              **({"episode": env_config.max_rounds} if episode else {})}
+    played = max(burn_in + window, env_config.max_rounds if episode else 0)
+    return memory, (max(counts, key=counts.get), games * played * n)
+
+
+def check_reference_size(scenario: str | Scenario, *, search_envs: int = 32,
+                         confirm_envs: int = EVALUATION_ENVS, rounds: int | None = None,
+                         burn_in: int | None = None, names: dict | None = None) -> None:
+    """Refuse (ValueError naming the option) a reference that does not fit in memory or would
+    not finish: 4096 candidates x ``search_envs`` games (one learner), then the best and its
+    flips on ``confirm_envs`` games, of ``burn_in`` + ``rounds`` rounds each. ``names``: the
+    options' names in the caller's words (e.g. ``{"rounds": "--rounds"}``)."""
+    from .envs.config import check_memory, check_work
+
+    env_config = get_scenario(scenario).env_config
+    names = {"search_envs": "search_envs", "confirm_envs": "confirm_envs", "rounds": "rounds",
+             "burn_in": "burn_in", **(names or {})}
+    window = env_config.max_rounds if rounds is None else rounds
+    single = env_config.focal_slots.size == 1
+    stages = [(names["confirm_envs"], evaluation_size(
+        env_config, candidates=13 if single else 1, num_envs=confirm_envs, window=window,
+        burn_in=burn_in))]
+    if single:
+        stages.append((names["search_envs"], evaluation_size(
+            env_config, candidates=4096, num_envs=search_envs, window=window, burn_in=burn_in,
+            episode=False)))
+
+    def name(cause: str, games: str) -> str:
+        return {"games": games, "episode": "max_rounds (the scenario's)",
+                "window": names["rounds"] if rounds is not None else "max_rounds (the scenario's)",
+                "burn_in": names["burn_in"] if burn_in is not None else
+                names["rounds"] if rounds is not None else "max_rounds (the scenario's)"}[cause]
+
+    memory = [(name(cause, games), what, nbytes) for games, (parts, _) in stages
+              for cause, (what, nbytes) in parts.items()]
+    option, what, _ = max(memory, key=lambda m: m[2])
+    check_memory(option, f"{what} (with everything else)",
+                 sum(m[2] for m in memory))
+    games, (_, (cause, _)) = max(stages, key=lambda st: st[1][1][1])
+    check_work(name(cause, games), "the reference", sum(st[1][1][1] for st in stages))
+
+
 def evaluate_tables(env_config: EnvConfig, action: np.ndarray, signal: np.ndarray,
                     protocol: Protocol) -> list[dict]:
     """Long-run and episode payoffs of S sets of focal tables (one per seed), paired games.
@@ -369,6 +447,8 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32,
     if env_config.focal_slots.size == 0:
         raise ValueError(f"scenario {scenario.id!r} has no focal slot: a reference is the best "
                          "policy of its learners, and it has none")
+    check_reference_size(scenario, search_envs=search_envs, confirm_envs=confirm_envs,
+                         rounds=rounds, burn_in=burn_in)
     start = time.perf_counter()
     protocol = protocol_for(env_config, num_envs=confirm_envs, window=rounds, burn_in=burn_in,
                             seed=confirm_seed)

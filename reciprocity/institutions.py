@@ -129,6 +129,11 @@ class InstitutionsConfig:
             setattr(self, name, check_int(f"institutions.{name}", getattr(self, name),
                                           minimum=1))
         self.eval_envs = check_int("institutions.eval_envs", self.eval_envs, minimum=2)
+        from .train_config import check_study_size  # before anything runs
+
+        check_study_size([INSTITUTIONS[i][1] for i in self.institutions], seeds=self.seeds,
+                         num_envs=self.num_envs, rounds=self.rounds, eval_envs=self.eval_envs,
+                         where="institutions.")
         for name, total in (("warmup", "rounds"), ("large_warmup", "large_rounds")):
             value = check_int(f"institutions.{name}", getattr(self, name), minimum=1)
             if value >= getattr(self, total):

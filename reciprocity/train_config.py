@@ -20,14 +20,15 @@ from typing import Any
 import torch
 
 from .agents.checks import check_bool, check_int
-from .envs.config import BYTES_PER_GAME_SLOT, EnvConfig, check_memory
+from .envs.config import BYTES_PER_GAME_SLOT, EnvConfig, check_memory, check_work
 from .envs.norms import Strategy, parse_strategy
 from .envs.scenarios import Scenario, get_scenario
-from .evaluation import ideal_norm
+from .evaluation import evaluation_size, ideal_norm
 from .learners import BUILTIN, Algorithm, get_algorithm, register
 from .locate import is_locator
 
 __all__ = ["TrainConfig", "budget_schedule", "check_device", "check_memory_budget",
+           "check_study_size",
            "parse_checkpoint_every", "warmup_config", "warmup_opponent"]
 
 # Memory per element, measured (peak RSS) on many-learners-v0 and rounded up: a rollout per
@@ -36,6 +37,7 @@ __all__ = ["TrainConfig", "budget_schedule", "check_device", "check_memory_budge
 # A learner adds its own large allocations (RG: its model unroll) through the registry.
 _ROLLOUT_BYTES = 128
 _UPDATE_BYTES = 1024
+_PROGRESS_BYTES = 2048  # a row of progress.csv per (update, seed), kept in memory and checkpoints
 
 
 def warmup_opponent(env_config: EnvConfig, spec: Any = None) -> Strategy:
@@ -178,6 +180,8 @@ class TrainConfig:
                              f"it has {list(self._algorithm.policy_classes)}")
         if self.init_policy is not None and policy != "tabular":
             raise ValueError("init_policy needs the tabular policy (policy='tabular')")
+        # before the schedule is built (one entry per update) and anything is played
+        check_memory_budget(self, learner_config)
         self._algorithm.check_run(learner_config, self.collections(), self.num_envs)
         early = [b for b in self.eval_budgets if b <= self.warmup]
         if early:
@@ -189,7 +193,6 @@ class TrainConfig:
             raise ValueError(f"eval_budgets {off_grid} do not end a collection of "
                              f"rounds_per_update={learner_config.rounds_per_update} rounds: "
                              "choose multiples of it (or the whole budget)")
-        check_memory_budget(self, learner_config)
 
     def _check_warmup(self) -> Strategy | None:
         """The warm-up's opponent strategy (None without a warm-up); named errors."""
@@ -300,17 +303,31 @@ def budget_schedule(rounds: int, warmup: int, rounds_per_update: int) -> list[in
 
 
 def check_memory_budget(config: TrainConfig, learner_config) -> None:
-    """Refuse a run whose estimated memory does not fit (naming the option that weighs most):
-    its games, a rollout, the evaluation, a warm-up and what its learner declares."""
+    """Refuse a run whose estimated memory does not fit, or which would not finish (naming the
+    option that weighs most): its games, a rollout, the progress kept per update, a warm-up,
+    what its learner declares, and the evaluation after training (every seed's policy and
+    snapshots on ``eval_envs`` games of burn-in + ``eval_rounds`` rounds, and one episode; the
+    burn-in model when ``eval_burn_in`` is not given)."""
     env = config._scenario.env_config
     s, b, n, f = len(config.seeds), config.num_envs, env.num_agents, int(env.focal_slots.size)
     t = learner_config.rounds_per_update
+    updates = -(-config.warmup // t) + -(-(config.rounds - config.warmup) // t)
+    window = config.resolved_eval_rounds()
+    evaluation, (cause, evaluation_work) = evaluation_size(
+        env, candidates=s * (1 + len(config.eval_budgets)), num_envs=config.eval_envs,
+        window=window, burn_in=config.eval_burn_in)
+    scenario_rounds = "max_rounds (the scenario's; or give eval_rounds)"
+    names = {"games": "eval_envs", "episode": "max_rounds (the scenario's)",
+             "window": "eval_rounds" if config.eval_rounds is not None else scenario_rounds,
+             "burn_in": "eval_burn_in" if config.eval_burn_in is not None else
+             "eval_rounds" if config.eval_rounds is not None else scenario_rounds}
     parts = {
         "num_envs": (f"{s * b} games of {n} agents", s * b * n * BYTES_PER_GAME_SLOT),
         "rounds_per_update": (f"a rollout of {t} rounds x {s * b} games",
                               t * s * b * (n * _ROLLOUT_BYTES + f * _UPDATE_BYTES)),
-        "eval_envs": (f"evaluation on {config.eval_envs} games x {s} seeds",
-                      min(s * config.eval_envs, 1 << 17) * n * BYTES_PER_GAME_SLOT),
+        "rounds": (f"the progress of {updates} updates x {s} seeds",
+                   updates * s * _PROGRESS_BYTES),
+        **{names[cause]: part for cause, part in evaluation.items()},
     }
     if config.warmup:  # every learner alone in its own games
         parts["warmup"] = (f"a warm-up of {s * f * b} games of {n} agents",
@@ -320,3 +337,32 @@ def check_memory_budget(config: TrainConfig, learner_config) -> None:
     total = sum(nbytes for _, nbytes in parts.values())
     name = max(parts, key=lambda k: parts[k][1])
     check_memory(name, f"{parts[name][0]} (with everything else)", total)
+    training = config.rounds * s * b * n * (1 + f * (1 + int(config.warmup > 0)))
+    check_work("rounds" if training >= evaluation_work else names[cause],
+               "training and evaluating", training + evaluation_work)
+
+
+def check_study_size(scenarios, *, seeds: int, num_envs: int, rounds: int, eval_envs: int,
+                     where: str = "") -> None:
+    """Refuse the runs of a study (``seeds`` seeds x ``num_envs`` games for ``rounds`` rounds
+    on each scenario, evaluated on ``eval_envs`` games) that could not fit in memory or finish,
+    naming the option (``where`` + its name: ``seeds``, ``num_envs``, ``rounds``,
+    ``eval_envs``), before anything runs and before its seeds are even listed. Each run's own
+    estimate (:func:`check_memory_budget`) applies as it is built."""
+    counts = {"seeds": seeds, "num_envs": num_envs, "rounds": rounds, "eval_envs": eval_envs}
+    for name, value in counts.items():
+        check_int(where + name, value, minimum=1)
+    envs = [get_scenario(s).env_config for s in scenarios]
+    n = max((e.num_agents for e in envs), default=0)
+    f = max((int(e.focal_slots.size) for e in envs), default=0)
+    episode = max((e.max_rounds for e in envs), default=0)
+    parts = {"num_envs": seeds * num_envs * n * BYTES_PER_GAME_SLOT,  # the games
+             "rounds": rounds * seeds * _PROGRESS_BYTES,  # at most one row per round and seed
+             "eval_envs": seeds * eval_envs * (n * BYTES_PER_GAME_SLOT + 16 * f)}
+    name = max(parts, key=parts.get)
+    name = "seeds" if seeds >= counts[name] else name
+    check_memory(where + name, f"runs of {seeds} seeds x {num_envs} games of {n} agents, "
+                 f"evaluated on {eval_envs} games", sum(parts.values()))
+    work = seeds * n * (num_envs * rounds * (1 + f) + eval_envs * (episode + 4000))
+    check_work(where + max(("seeds", "num_envs", "rounds", "eval_envs"), key=counts.get),
+               "a run of the study", work)

@@ -613,6 +613,84 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, argv, needle):
     assert "Traceback" not in err
     with pytest.raises(ValueError, match=re.escape(needle)):  # --debug shows the error itself
         main(["--debug", *argv])
+    assert not (tmp_path / "x").exists()  # refused before the output folder is touched
+
+
+HUGE = str(10**21)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--scenario", "L6-v0", "--eval-envs", HUGE], "eval_envs: 1 x " + HUGE),
+    (["train", "--scenario", "L6-v0", "--eval-rounds", HUGE],
+     "eval_rounds: the burn-in model over windows of " + HUGE),
+    (["train", "--scenario", "L6-v0", "--eval-rounds", "100000"],
+     "eval_rounds: the burn-in model over windows of 100000 rounds"),
+    (["train", "--scenario", "L6-v0", "--rounds", HUGE], "rounds: the progress of"),
+    (["train", "--config", "{tmp}/long.json"], "max_rounds (the scenario's; or give "
+                                               "eval_rounds): the burn-in model"),
+    (["train", "--config", "{tmp}/long.json", "--eval-rounds", "100"],
+     "max_rounds (the scenario's): training and evaluating would play about 2.6e+15 "
+     "agent-rounds"),
+    (["reference", "--scenario", "L6-v0", "--rounds", HUGE], "--rounds: the burn-in model"),
+    (["reference", "--scenario", "L6-v0", "--search-envs", HUGE], "--search-envs: 4096 x"),
+    (["reference", "--scenario", "L6-v0", "--confirm-envs", HUGE], "--confirm-envs: 13 x"),
+    (["reference", "--config", "{tmp}/long.json", "--rounds", "100"],
+     "max_rounds (the scenario's): the reference would play about"),
+    (["attribute", "--scenario", "L6-v0", "--policy", "disc+L6", "--horizon", HUGE],
+     "horizon: RG's model unroll of " + HUGE),
+    (["attribute", "--scenario", "L6-v0", "--policy", "disc+L6", "--horizon", "100000"],
+     "horizon: the attribution would play about"),
+    (["attribute", "--scenario", "L6-v0", "--policy", "disc+L6", "--rounds", HUGE],
+     "rounds: a record of " + HUGE),
+    (["attribute", "--scenario", "L6-v0", "--policy", "disc+L6", "--games", HUGE],
+     "games: a record of 100 rounds x " + HUGE),
+    (["attribute", "--scenario", "L6-v0", "--policy", "disc+L6", "--gamma", "nan"],
+     "gamma must be a finite number, got nan"),
+    (["flagship", "--seeds", HUGE], "seeds: runs of " + HUGE + " seeds"),
+    (["flagship", "--rounds", HUGE], "rounds: runs of 2 seeds"),
+    (["flagship", "--workers", HUGE], "workers must be at most 1024"),
+    (["benchmark", "--quick", "--seeds", HUGE], "seeds: runs of " + HUGE + " seeds"),
+    (["benchmark", "--quick", "--workers", HUGE], "workers must be at most 1024"),
+])
+def test_sizes_that_cannot_fit_or_finish_are_refused_at_once(tmp_path, capsys, argv, needle):
+    """Issue 19: these hung, failed after training ("Maximum allowed dimension exceeded") or
+    gave "unexpected OverflowError". Each is one line naming the option, before any work (no
+    output folder, within seconds)."""
+    scenario = {**get_scenario("L6-v0").to_dict(), "id": "long-v0", "max_rounds": 10**12}
+    (tmp_path / "long.json").write_text(json.dumps(scenario))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in [*argv, "--out", "{tmp}/x", "--quiet"]]
+    if argv[0] == "reference":
+        argv.remove("--quiet")
+    monkeypatch = pytest.MonkeyPatch()  # a machine with 16 GiB available, as the needles assume
+    monkeypatch.setattr(env_config_module, "available_memory", lambda: 16 * 2**30)
+    try:
+        assert main(argv) == 2
+    finally:
+        monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_memory_estimate_covers_evaluation_and_the_reference_search(monkeypatch):
+    """The evaluation after training (every seed and snapshot on eval_envs games, burn-in
+    included) and the reference's 4096 candidates x search games count in the estimate."""
+    from reciprocity.evaluation import check_reference_size
+
+    monkeypatch.setattr(env_config_module, "available_memory", lambda: 6 * 2**30)
+    # the burn-in model keeps every policy's payoff for 4 windows: 80000 rounds x 4096 policies
+    with pytest.raises(ValueError, match=r"^eval_rounds: the burn-in model over windows of "
+                                         r"20000 rounds"):
+        TrainConfig("L6-v0", eval_rounds=20_000)
+    TrainConfig("L6-v0", eval_rounds=20_000, eval_burn_in=50)  # a given burn-in: no model
+    with pytest.raises(ValueError, match=r"^eval_envs: 12 x 20000000 evaluation games"):
+        TrainConfig("L6-v0", seeds=(0, 1, 2), eval_budgets=(1000, 1500, 2000),
+                    eval_envs=20_000_000)
+    with pytest.raises(ValueError, match=r"^search_envs: 4096 x 100000 evaluation games"):
+        check_reference_size("L6-v0", search_envs=100_000)
+    check_reference_size("L6-v0")  # the defaults fit
+    with pytest.raises(ValueError, match=r"^burn_in: the reference would play about 1\.3e\+14"):
+        check_reference_size("L6-v0", burn_in=10**8)
 
 
 @pytest.mark.parametrize("argv", [["demo", "--rounds", "0"],
