@@ -449,6 +449,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_evaluate_policy(args) -> int:
     """``evaluate --scenario ID --policy FILE.py:FUNC --out DIR``: see
     :func:`reciprocity.own_policy.evaluate_policy`."""
+    from .evaluation import check_reference_size
     from .locate import canonical
     from .own_policy import (
         check_reference,
@@ -479,6 +480,12 @@ def _cmd_evaluate_policy(args) -> int:
     ref = None if args.reference is None else load_reference(args.reference)
     if ref is not None:
         check_reference(scenario, ref, eval_rounds=args.eval_rounds)
+    # sizes that cannot fit or finish, too (the reference is played on the evaluation games)
+    protocol = {} if ref is None else ref["protocol"]
+    check_reference_size(scenario, confirm_envs=args.eval_envs or protocol.get("num_envs", 256),
+                         rounds=args.eval_rounds or protocol.get("window"),
+                         burn_in=protocol.get("burn_in"),
+                         names={"confirm_envs": "--eval-envs", "rounds": "--eval-rounds"})
     config = {"scenario": scenario.to_dict(), "policy": locator, "reference": None if
               args.reference is None else str(Path(args.reference).resolve()),
               "eval_envs": args.eval_envs, "eval_rounds": args.eval_rounds}

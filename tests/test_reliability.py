@@ -651,6 +651,10 @@ HUGE = str(10**21)
     (["flagship", "--workers", HUGE], "workers must be at most 1024"),
     (["benchmark", "--quick", "--seeds", HUGE], "seeds: runs of " + HUGE + " seeds"),
     (["benchmark", "--quick", "--workers", HUGE], "workers must be at most 1024"),
+    (["evaluate", "--scenario", "L6-v0", "--policy", "{tmp}/pol.py:disc", "--eval-envs", HUGE],
+     "--eval-envs: 13 x " + HUGE),
+    (["evaluate", "--scenario", "L6-v0", "--policy", "{tmp}/pol.py:disc", "--eval-rounds",
+      HUGE], "--eval-rounds: the burn-in model over windows of " + HUGE),
 ])
 def test_sizes_that_cannot_fit_or_finish_are_refused_at_once(tmp_path, capsys, argv, needle):
     """Issue 19: these hung, failed after training ("Maximum allowed dimension exceeded") or
@@ -658,6 +662,7 @@ def test_sizes_that_cannot_fit_or_finish_are_refused_at_once(tmp_path, capsys, a
     output folder, within seconds)."""
     scenario = {**get_scenario("L6-v0").to_dict(), "id": "long-v0", "max_rounds": 10**12}
     (tmp_path / "long.json").write_text(json.dumps(scenario))
+    (tmp_path / "pol.py").write_text("def disc(obs):\n    return (obs[:, 3] > 0.5) * 1\n")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in [*argv, "--out", "{tmp}/x", "--quiet"]]
     if argv[0] == "reference":
         argv.remove("--quiet")
