@@ -4,7 +4,8 @@ catalogue, with per-budget tuned hyper-parameters, long-run payoffs and head dia
     reciprocity benchmark --out docs/results --tuning-doc docs/agents.md
     reciprocity benchmark --quick --out runs/quick      # the same code paths in 1-3 minutes
 
-Steps (every job runs in a pool of ``workers`` processes, longest first):
+Steps (every job runs on the study engine, :mod:`reciprocity.engine`: a pool of processes or
+Ray, longest first):
 
 1. the reference of every scenario (:func:`reciprocity.evaluation.reference`: long run after the
    scenario's burn-in, episode figure beside it);
@@ -20,7 +21,14 @@ Steps (every job runs in a pool of ``workers`` processes, longest first):
    (:mod:`reciprocity.curves`), figures;
 5. the institutions study (:mod:`reciprocity.institutions`: many learners under each
    institution and start) in its own run folder ``<out>/institutions`` with its own block of the
-   page (``cfg.institutions``; None skips it).
+   page (``cfg.institutions``; None skips it);
+6. what RG must know of the game (:mod:`reciprocity.knowledge`: RG with the scenario's numbers,
+   with numbers it learns, and deliberately misspecified, on every single-learner scenario) in
+   its own run folder ``<out>/world`` with its own block of the page (``cfg.world``; None skips
+   it);
+7. the wall time to 95% of the reference at tuned settings (:mod:`reciprocity.walltime`) in its
+   own run folder ``<out>/walltime`` with its own block of the page (``cfg.walltime``; None
+   skips it).
 
 Outputs in ``out``: ``results.json`` (``records``, ``curves``, ``config``), ``benchmark.json``
 (configuration and wall time), ``tuning.json``, ``references/<scenario>.json``,
@@ -51,6 +59,7 @@ from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
 from .envs.scenarios import get_scenario, scenarios
 from .institutions import QUICK as INSTITUTIONS_QUICK
 from .institutions import InstitutionsConfig, run_institutions
+from .knowledge import WorldStudyConfig, run_world_study
 from .learners import BUILTIN, POLICY_CLASSES, get_algorithm, rank
 from .records import build_record
 from .report import (
@@ -68,6 +77,7 @@ from .report import (
 )
 from .runfolder import open_run, write_json, write_text
 from .tuning import BUDGETS, QUICK, TuningConfig, run_tuning, selected_params, write_tuning_doc
+from .walltime import WallTimeConfig, run_walltime
 
 __all__ = ["CURVES_EXCLUDED", "BenchmarkConfig", "curve_cells", "curve_scenarios",
            "quick_config", "results_table", "run_benchmark", "write_results_table"]
@@ -107,6 +117,12 @@ class BenchmarkConfig:
     algo_config: dict = field(default_factory=dict)  # {algo: {hyper-parameter: value}} on top
     # the institutions study (stage 5; None: skipped)
     institutions: InstitutionsConfig | None = field(default_factory=InstitutionsConfig)
+    # what RG must know of the game (stage 6; None: skipped): left empty, its scenarios, seeds,
+    # games and budget are the benchmark's single-learner scenarios, seeds, games and main budget
+    world: WorldStudyConfig | None = field(default_factory=WorldStudyConfig)
+    # wall time to the reference at tuned settings (stage 7; None: skipped): left empty, its
+    # scenarios and budgets are the curves' discriminative single-learner ones and budgets
+    walltime: WallTimeConfig | None = field(default_factory=WallTimeConfig)
 
     def __post_init__(self):
         for name in ("scenarios", "algos", "policies", "budgets"):
@@ -120,6 +136,13 @@ class BenchmarkConfig:
         if self.tuning is not None and set(self.budgets) - set(self.tuning.budgets):
             raise ValueError(f"budgets {self.budgets} must be tuned: tuning.budgets is "
                              f"{self.tuning.budgets}")
+        if self.world is not None and not self.world.scenarios:
+            single = tuple(get_scenario(s).id for s in self.scenarios
+                           if get_scenario(s).num_focal == 1)
+            self.world = dataclasses.replace(self.world, scenarios=single, seeds=self.seeds,
+                                             rounds=self.main_budget, num_envs=self.num_envs,
+                                             eval_envs=self.eval_envs,
+                                             search_envs=self.search_envs) if single else None
         if self.tuning is not None:  # the search covers what the benchmark runs
             self.tuning = dataclasses.replace(self.tuning, algos=self.algos,
                                               policies=self.policies)
@@ -139,6 +162,8 @@ class BenchmarkConfig:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["tuning"] = None if self.tuning is None else self.tuning.to_dict()
         d["institutions"] = None if self.institutions is None else self.institutions.to_dict()
+        d["world"] = None if self.world is None else self.world.to_dict()
+        d["walltime"] = None if self.walltime is None else self.walltime.to_dict()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -290,7 +315,33 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_
         run_institutions(cfg.institutions, out / "institutions", references=cache,
                          tuning=tuning, doc=page,
                          progress=progress, command=command, engine=engine)
+    if cfg.world is not None:
+        run_world_study(cfg.world, out / "world", references=cache, tuning=tuning, doc=page,
+                        progress=progress, command=command, engine=engine)
+    if cfg.walltime is not None and "tabular" in cfg.policies:
+        walltime = walltime_config(cfg, refs)
+        if walltime.scenarios:
+            run_walltime(walltime, out / "walltime", references=cache, tuning=tuning,
+                         doc=page, progress=progress, command=command, engine=engine)
     return results_json
+
+
+def walltime_config(cfg: BenchmarkConfig, refs: dict) -> WallTimeConfig:
+    """The wall-time stage's configuration, its empty fields filled from the benchmark: the
+    discriminative single-learner scenarios of the curves and their budgets; its algorithms,
+    seeds and games are the benchmark's."""
+    walltime = cfg.walltime
+    changes = {}
+    if not walltime.scenarios:
+        changes["scenarios"] = tuple(
+            get_scenario(s).id for s in cfg.scenarios
+            if refs[get_scenario(s).id]["kind"] == "exhaustive_search"
+            and refs[get_scenario(s).id]["regime"] == "discriminative")
+    if not walltime.budgets:
+        changes["budgets"] = cfg.budgets
+    return dataclasses.replace(walltime, algos=cfg.algos, seeds=cfg.seeds,
+                               num_envs=cfg.num_envs, eval_envs=cfg.eval_envs,
+                               search_envs=cfg.search_envs, **changes)
 
 
 def extra_records(evaluations: list[dict], refs: dict) -> list[dict]:

@@ -33,6 +33,9 @@ import numpy as np
 from .envs import get_scenario, scenarios
 from .envs.simulate import play_scenario
 
+#: The stages of ``reciprocity benchmark``.
+STAGES = ("curves", "institutions", "world", "walltime")
+
 #: Focal policies played by ``demo``, as strategy specs.
 DEMO_POLICIES = {
     "ALLC (always cooperate)": "allc+L6",
@@ -525,7 +528,7 @@ def _cmd_benchmark(args) -> int:
     if args.no_tuning:
         overrides["tuning"] = None
     engine = _engine(args)
-    stages = args.stages or ["curves", "institutions"]
+    stages = args.stages or list(STAGES)
     institutions = {**(QUICK if args.quick else {}),
                     **{k: overrides[k] for k in ("algos", "seeds") if k in overrides}}
     if args.algos:  # the larger variant too runs only the algorithms asked for
@@ -533,6 +536,10 @@ def _cmd_benchmark(args) -> int:
         institutions.update(large_algos=large, **({} if large else {"large": None}))
     overrides["institutions"] = InstitutionsConfig(**institutions) \
         if "institutions" in stages else None
+    if "world" not in stages:
+        overrides["world"] = None
+    if "walltime" not in stages:
+        overrides["walltime"] = None
     cfg = quick_config(**overrides) if args.quick else BenchmarkConfig(**overrides)
     for s in cfg.scenarios:
         get_scenario(s)
@@ -555,17 +562,36 @@ def _cmd_benchmark(args) -> int:
     # docs/results/); a --quick check keeps everything it writes inside --out
     out = Path(args.out)
     page = out / "results.md" if args.quick else out.with_suffix(".md")
-    if "curves" not in stages:  # the institutions study alone, beside the benchmark's results
+    if "curves" not in stages:  # studies alone, beside the benchmark's results
+        from .knowledge import run_world_study
         from .runfolder import read_json
 
         tuning = None if args.tuning is None else \
             read_json(args.tuning, "--tuning", required=("selected", "candidates"))
-        results = run_institutions(cfg.institutions, out / "institutions", tuning=tuning,
-                                   doc=page, progress=not args.quiet,
-                                   command=" ".join(map(str, command)),
-                                   overwrite=args.overwrite, engine=engine)
-        print(f"{len(results['records'])} records; wrote {out / 'institutions'}/results.json "
-              f"and {page}")
+        common = dict(tuning=tuning, doc=page, progress=not args.quiet,
+                      command=" ".join(map(str, command)), overwrite=args.overwrite,
+                      engine=engine)
+        written = []
+        if cfg.institutions is not None:
+            results = run_institutions(cfg.institutions, out / "institutions", **common)
+            written.append(f"{out / 'institutions' / 'results.json'} "
+                           f"({len(results['records'])} records)")
+        if cfg.world is not None:
+            results = run_world_study(cfg.world, out / "world", **common)
+            written.append(f"{out / 'world' / 'results.json'} ({len(results['records'])} records)")
+        if cfg.walltime is not None:
+            from .benchmark import walltime_config
+            from .engine import ReferenceRequest, References
+            from .walltime import run_walltime
+
+            cache = References()
+            refs = engine.references([ReferenceRequest.of(s, search_envs=cfg.search_envs,
+                                                          confirm_envs=cfg.confirm_envs)
+                                      for s in cfg.scenarios], cache)
+            results = run_walltime(walltime_config(cfg, refs), out / "walltime",
+                                   references=cache, **common)
+            written.append(f"{out / 'walltime' / 'results.json'} ({len(results['runs'])} runs)")
+        print(f"wrote {', '.join(written)} and {page}")
         return 0
     results = run_benchmark(cfg, args.out, tuning=args.tuning, tuning_doc=args.tuning_doc,
                             progress=not args.quiet, command=" ".join(map(str, command)),
@@ -803,10 +829,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="3 scenarios, budgets 10 and 20, 2 seeds, a tiny tuning: the same code "
                         "paths in 1-3 minutes on 2 cores (for CI); everything, the results "
                         "page included, goes into --out")
-    p.add_argument("--stages", nargs="+", choices=["curves", "institutions"],
+    p.add_argument("--stages", nargs="+", choices=STAGES,
                    help="curves: the sample-efficiency benchmark; institutions: many learners "
-                        "under each institution and start, into OUT/institutions (alone, it "
-                        "leaves the rest of OUT as it is) (default: both)")
+                        "under each institution and start, into OUT/institutions; world: RG's "
+                        "model with the game's numbers given, learned or misspecified, into "
+                        "OUT/world; walltime: training time to 95%% of the reference at tuned "
+                        "settings, into OUT/walltime (without curves, the stages leave the rest "
+                        "of OUT as it is) (default: all four)")
     p.add_argument("--tuning", metavar="FILE",
                    help="reuse a tuning outcome (tuning.json) instead of running the search")
     p.add_argument("--no-tuning", action="store_true",

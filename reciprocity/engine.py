@@ -192,11 +192,14 @@ class Engine:
         return {"backend": self.backend, "workers": self.workers,
                 "cpu_count": os.cpu_count()}
 
-    def run(self, jobs: Sequence[Job], desc: str, unit: str = "job") -> list:
-        """Run the jobs, the most costly first; their results in the order given."""
+    def run(self, jobs: Sequence[Job], desc: str, unit: str = "job", *,
+            longest_first: bool = True) -> list:
+        """Run the jobs, the most costly first (or in the order given: a study that times its
+        jobs interleaves them itself); their results in the order given."""
         from tqdm.auto import tqdm
 
-        order = sorted(range(len(jobs)), key=lambda k: -jobs[k].cost)
+        order = sorted(range(len(jobs)), key=lambda k: -jobs[k].cost) if longest_first else \
+            list(range(len(jobs)))
         bar = tqdm(total=len(jobs), desc=f"{desc} ({self.backend})",
                    disable=not self.progress or not jobs, unit=unit)
         try:

@@ -228,6 +228,15 @@ class TrainingRun:
         """Training seconds so far (across resumes)."""
         return self.wall_before + time.perf_counter() - self.started
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Work done inside is not training time (e.g. evaluating a snapshot)."""
+        stopped = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - stopped
+
     def step(self) -> list[dict]:
         """One collection and update; its rows of progress (one per seed)."""
         config, update = self.config, self.update

@@ -53,6 +53,37 @@ def test_every_cell_and_output_is_produced(quick):
     assert len(study["records"]) == len(cfg.institutions.institutions) * 3 * 3
     assert study["command"] == "reciprocity benchmark --quick --out results"
     assert "<!-- institutions:start -->" in (out.parent / "results.md").read_text()
+    # stage 6: what RG must know of the game, on the single-learner scenarios
+    world = json.loads((out / "world" / "results.json").read_text())
+    single = ["all-cooperators-v0", "L6-v0"]
+    assert world["config"]["scenarios"] == single and world["config"]["rounds"] == cfg.main_budget
+    assert {(r["model"], r["scenario"]) for r in world["records"]} == \
+        {(m, s) for m in world["config"]["models"] for s in single}
+    learned = next(r for r in world["records"] if (r["model"], r["scenario"]) ==
+                   ("learned", "L6-v0"))
+    metrics = json.loads((out / "world" / learned["run"] / "seed_0" / "metrics.json").read_text())
+    assert metrics["config"]["algo"]["world_model"] == "learned"
+    assert set(metrics["learner"]["world_model"]) >= {"benefit", "execution_error", "matching"}
+    wrong = next(r for r in world["records"] if r["model"] == "norm-wrong")
+    assert wrong["model_options"] == {"others_norm": "image_scoring"}
+    oracle = {r["scenario"]: r for r in world["records"] if r["model"] == "oracle"}
+    assert world["relative"]["learned"]["L6-v0"] == pytest.approx(
+        learned["per_interaction_payoff"]["mean"]
+        / oracle["L6-v0"]["per_interaction_payoff"]["mean"])
+    page = (out.parent / "results.md").read_text()
+    block = page[page.index("<!-- world-model:start -->"):page.index("<!-- world-model:end -->")]
+    assert "| learned from experience |" in block and "Target (the learned model" in block
+    # stage 7: wall time to the reference at tuned settings, each seed alone
+    walltime = json.loads((out / "walltime" / "results.json").read_text())
+    assert walltime["config"]["scenarios"] == ["L6-v0"]  # the discriminative single learner
+    assert {(r["algo"], r["seed"]) for r in walltime["runs"]} == \
+        {(a, s) for a in cfg.algos for s in range(cfg.seeds)}
+    for r in walltime["runs"]:  # one run per group of budgets with the same tuned settings
+        tuned = [selected_params(json.loads((out / "tuning.json").read_text()), r["algo"],
+                                 "tabular", b) for b in r["budgets"]]
+        assert all(t == r["params"] for t in tuned)
+    assert set(walltime["summary"]) == set(cfg.algos)
+    assert "<!-- walltime:start -->" in page
 
 
 def test_records_hold_every_seed_and_respect_ranges(quick):
