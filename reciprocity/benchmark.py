@@ -76,7 +76,15 @@ from .report import (
     write_block,
 )
 from .runfolder import open_run, write_json, write_text
-from .tuning import BUDGETS, QUICK, TuningConfig, run_tuning, selected_params, write_tuning_doc
+from .tuning import (
+    BUDGETS,
+    QUICK,
+    TuningConfig,
+    run_tuning,
+    selected_params,
+    tuning_identity,
+    write_tuning_doc,
+)
 from .walltime import WallTimeConfig, run_walltime
 
 __all__ = ["CURVES_EXCLUDED", "BenchmarkConfig", "curve_cells", "curve_scenarios",
@@ -207,8 +215,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, tuning: dict | str |
     if isinstance(tuning, str | Path):
         tuning = read_json(tuning, "--tuning", required=("selected", "candidates"))
     identity = {"benchmark": cfg.to_dict(),
-                "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
-                                                                           "candidates")},
+                "tuning": tuning_identity(tuning),
                 **({"extra_evaluations": extra_evaluations} if extra_evaluations else {})}
     engine = engine or Engine(progress=progress)
     command = command or f"reciprocity benchmark --out {Path(out).as_posix()}" + \

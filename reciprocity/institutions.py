@@ -65,6 +65,7 @@ from .report import (
 )
 from .runfolder import open_run, write_json
 from .stats import interval
+from .tuning import selected_params, tuning_identity
 
 __all__ = ["INSTITUTIONS", "QUICK", "SECTION_END", "SECTION_START", "STARTS",
            "InstitutionsConfig", "honesty", "institution_scenario", "run_institutions",
@@ -189,7 +190,6 @@ def institution_cells(cfg: InstitutionsConfig, tuning: dict | None) -> list[Cell
     """Every (institution, start, algorithm), and the larger variant's; ``meta``: institution,
     start, algo, scenario, params."""
     from .train import TrainConfig
-    from .tuning import selected_params
 
     grid = [(i, s, a, cfg.rounds, cfg.warmup, cfg.num_envs)
             for i, s, a in itertools.product(cfg.institutions, cfg.starts, cfg.algos)]
@@ -237,8 +237,7 @@ def run_institutions(cfg: InstitutionsConfig, out: str | Path, *,
     engine = engine or Engine(progress=progress)
     out = Path(out)
     identity = {"institutions": cfg.to_dict(),
-                "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
-                                                                           "candidates")}}
+                "tuning": tuning_identity(tuning)}
     with open_run(out, "institutions", identity, overwrite=overwrite) as folder:
         start = time.perf_counter()
         cells = institution_cells(cfg, tuning)

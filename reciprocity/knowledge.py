@@ -40,6 +40,7 @@ from .envs.scenarios import get_scenario
 from .records import build_record
 from .report import format_interval, write_block
 from .runfolder import open_run, write_json
+from .tuning import selected_params, tuning_identity
 
 __all__ = ["MODELS", "SECTION_END", "SECTION_START", "WorldStudyConfig", "run_world_study",
            "section", "wrong_norm"]
@@ -94,7 +95,6 @@ def wrong_norm(scenario) -> str:
 
 def world_cells(cfg: WorldStudyConfig, refs: dict, tuning: dict | None) -> list[Cell]:
     from .train import TrainConfig
-    from .tuning import selected_params
 
     try:
         params = selected_params(tuning, "rg", "tabular", cfg.rounds)
@@ -132,8 +132,7 @@ def run_world_study(cfg: WorldStudyConfig, out: str | Path, *,
     if not cfg.scenarios:
         raise ValueError("world.scenarios: no single-learner scenario to study")
     identity = {"world": cfg.to_dict(),
-                "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
-                                                                           "candidates")}}
+                "tuning": tuning_identity(tuning)}
     with open_run(out, "world", identity, overwrite=overwrite) as folder:
         start = time.perf_counter()
         refs = engine.references([ReferenceRequest.of(s, search_envs=cfg.search_envs,

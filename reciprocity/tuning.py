@@ -41,7 +41,8 @@ from .report import write_block
 from .runfolder import write_json
 
 __all__ = ["BUDGETS", "POLICY_CLASSES", "QUICK", "TuningConfig", "candidates", "run_tuning",
-           "search_space", "selected_params", "tuning_table", "write_tuning_doc"]
+           "search_space", "selected_params", "tuning_identity", "tuning_table",
+           "write_tuning_doc"]
 
 BUDGETS = (50, 100, 200, 400, 1000, 2000)  # rounds per game (x 16 games per seed)
 TABLE_START = "<!-- tuning-table:start -->"
@@ -221,6 +222,12 @@ def run_tuning(cfg: TuningConfig, out: str | Path, *, engine: Engine | None = No
     outcome.update(engine.describe())
     write_json(out / "tuning.json", outcome)
     return outcome
+
+
+def tuning_identity(outcome: dict | None) -> dict | None:
+    """What of a tuning outcome decides a study's results (part of the study's identity): the
+    candidates and the selected configurations; None without a tuning."""
+    return None if outcome is None else {k: outcome[k] for k in ("selected", "candidates")}
 
 
 def selected_params(outcome: dict | None, algo: str, policy: str, budget: int) -> dict:

@@ -45,6 +45,7 @@ from .envs.scenarios import get_scenario
 from .learners import BUILTIN, get_algorithm, rank
 from .report import seconds, write_block
 from .runfolder import open_run, write_json
+from .tuning import selected_params, tuning_identity
 
 __all__ = ["SECTION_END", "SECTION_START", "WallTimeConfig", "run_walltime", "section",
            "time_to_reference"]
@@ -134,7 +135,6 @@ def walltime_jobs(cfg: WallTimeConfig, refs: dict, tuning: dict | None) -> list[
     """(meta, Job) per single-seed run: every (scenario, algorithm, group of budgets with the
     same tuned settings, seed), ordered seed by seed, then scenario, then algorithm."""
     from .train import TrainConfig
-    from .tuning import selected_params
 
     runs = []
     for seed in range(cfg.seeds):
@@ -201,8 +201,7 @@ def run_walltime(cfg: WallTimeConfig, out: str | Path, *, references: References
     if not cfg.scenarios or not cfg.budgets:
         raise ValueError("walltime: needs scenarios and budgets")
     identity = {"walltime": cfg.to_dict(),
-                "tuning": None if tuning is None else {k: tuning[k] for k in ("selected",
-                                                                           "candidates")}}
+                "tuning": tuning_identity(tuning)}
     with open_run(out, "walltime", identity, overwrite=overwrite) as folder:
         start = time.perf_counter()
         refs = engine.references([ReferenceRequest.of(s, search_envs=cfg.search_envs,
