@@ -23,7 +23,7 @@ from .core import BatchedGame, sample_round_noise
 
 def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windows, *,
                       num_envs: int = 32, seed: int = 0,
-                      max_games_per_chunk: int = 1 << 17) -> np.ndarray:
+                      max_games_per_chunk: int = 1 << 17, on_round=None) -> np.ndarray:
     """Mean payoff per round of every focal slot in several windows of rounds of the same games.
 
     Every game starts from the scenario's initial reputations and is played for
@@ -43,6 +43,8 @@ def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windo
         seed: seed of the common random numbers.
         max_games_per_chunk: candidates are played in chunks of at most this many games; every
             chunk replays the same random numbers.
+        on_round: called after every round of every chunk (e.g. a progress bar's update); the
+            rounds to play are ``max(stop) x ceil(P / chunk)``, chunk = max_games_per_chunk // E.
     Returns:
         (W, P, E, F): per window and game, each focal slot's mean payoff per round.
     """
@@ -95,6 +97,8 @@ def play_focal_tables(env_config: EnvConfig, action_tables, signal_tables, windo
             total += record.payoffs[:, focal]
             if t + 1 in bounds:
                 cumulative[t + 1] = total.copy()
+            if on_round is not None:
+                on_round()
         for k, (a, b) in enumerate(windows):
             out[k, start:stop] = ((cumulative[b] - cumulative[a]) / (b - a)).reshape(
                 p, num_envs, f)
@@ -119,7 +123,8 @@ def _round_by_own_reputation(game: BatchedGame, noise, focal: np.ndarray,
 
 def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *,
                           num_envs: int = 32, rounds: int | None = None, burn_in: int = 0,
-                          seed: int = 0, max_games_per_chunk: int = 1 << 17) -> np.ndarray:
+                          seed: int = 0, max_games_per_chunk: int = 1 << 17,
+                          on_round=None) -> np.ndarray:
     """Mean payoff per round of every focal slot under P candidate sets of focal tables.
 
     Args:
@@ -134,4 +139,4 @@ def evaluate_focal_tables(env_config: EnvConfig, action_tables, signal_tables, *
     rounds = env_config.max_rounds if rounds is None else rounds
     return play_focal_tables(env_config, action_tables, signal_tables,
                              [(burn_in, burn_in + rounds)], num_envs=num_envs, seed=seed,
-                             max_games_per_chunk=max_games_per_chunk)[0]
+                             max_games_per_chunk=max_games_per_chunk, on_round=on_round)[0]

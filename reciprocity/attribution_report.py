@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .agents.attribution import HEADS, Attribution, attribute
 from .agents.rg import ReciprocityGradient, RGConfig
@@ -217,9 +218,11 @@ def attribution_options(subject: Subject, *, horizon: int | None = None,
 
 def attribute_subject(subject: Subject, *, horizon: int | None = None,
                       gamma: float | None = None, games: int = DEFAULT_GAMES,
-                      rounds: int | None = None, seed: int = 0) -> tuple[Attribution, dict]:
+                      rounds: int | None = None, seed: int = 0,
+                      progress: bool = False) -> tuple[Attribution, dict]:
     """Fit estimators to a fresh public record of the subject's policy and decompose its
-    gradient under RG's model. Returns (the attribution, a description of the record)."""
+    gradient under RG's model. Returns (the attribution, a description of the record);
+    ``progress``: a bar over its two stages (the record, the attribution)."""
     config, games, rounds = attribution_options(subject, horizon=horizon, gamma=gamma,
                                                 games=games, rounds=rounds, seed=seed)
     env_config = subject.scenario.env_config
@@ -232,10 +235,17 @@ def attribute_subject(subject: Subject, *, horizon: int | None = None,
     game_seed, decision_seed = np.random.SeedSequence(seed).spawn(2)
     world = VectorGame(env_config, s * games, seed=np.random.default_rng(game_seed))
     world.reset()
-    record = collect(world, learner.policy, rounds, np.random.default_rng(decision_seed), s)
-    learner.estimators.update(record.public)
-    start = record.public["reputation_after"][-1].reshape(s, games, -1)
-    attribution = attribute(learner, torch.as_tensor(start, dtype=torch.float64))
+    with tqdm(total=2, desc=f"attribute {subject.name}", unit="stage", disable=not progress,
+              leave=False) as bar:
+        bar.set_postfix_str(f"public record, {rounds} rounds x {games} games")
+        record = collect(world, learner.policy, rounds, np.random.default_rng(decision_seed),
+                         s)
+        learner.estimators.update(record.public)
+        bar.update()
+        bar.set_postfix_str(f"the gradient by channel and delay, H = {config.horizon}")
+        start = record.public["reputation_after"][-1].reshape(s, games, -1)
+        attribution = attribute(learner, torch.as_tensor(start, dtype=torch.float64))
+        bar.update()
     return attribution, {"games": games, "rounds": rounds, "seed": seed,
                          "start_good_fraction": float(start.mean()),
                          "estimator_prior": config.estimator_prior}
@@ -704,7 +714,7 @@ def attribute_command(*, out: str | Path, run: str | Path | None = None,
             records = write_report(folder.path, doc, quick=quick, progress=progress,
                                    engine=engine)
         else:
-            records = [write_attribution(folder.path, subject, **options)]
+            records = [write_attribution(folder.path, subject, progress=progress, **options)]
             if progress:
                 print(summary_line(records[0]))
                 figure = f" and {folder.path / 'attribution.png'}" \

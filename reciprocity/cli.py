@@ -350,7 +350,7 @@ def _cmd_reference(args) -> int:
            "confirm_envs": args.confirm_envs, "rounds": args.rounds, "seed": args.seed}
     with open_run(args.out, "reference", run, overwrite=args.overwrite) as folder:
         ref = reference(scenario, search_envs=args.search_envs, confirm_envs=args.confirm_envs,
-                        rounds=args.rounds, seed=args.seed)
+                        rounds=args.rounds, seed=args.seed, progress=True)
         write_json(folder.path / "reference.json", ref)
         folder.complete()
     print(f"{ref['scenario']}: reference payoff {ref['reference_payoff']:.3f} "
@@ -415,7 +415,7 @@ def _cmd_evaluate(args) -> int:
         # paired with the run's evaluation games: same games, burn-in and window
         ref = reference(scenario, rounds=protocol.get("window"), burn_in=protocol.get("burn_in"),
                         confirm_envs=protocol.get("num_envs", 256),
-                        confirm_seed=protocol.get("seed", 1))
+                        confirm_seed=protocol.get("seed", 1), progress=True)
     results = [evaluate_run(m, ref) for _, m in runs]  # refuses another game or protocol
     with locked(run):
         for (path, m), result in zip(runs, results, strict=True):
@@ -939,12 +939,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``reciprocity`` command (the console script): :func:`main` with torch's portable CPU
-    kernels. The vectorised ones (AVX2, AVX512) round exp, tanh, ... differently in the tail of
-    an array, so a learner's last bits would depend on which other seeds share its batch; the
-    portable ones compute every element alike. Torch reads the setting once, before it computes
-    anything; an explicit setting in the environment is kept."""
+    """The ``reciprocity`` command (the console script): :func:`main` with two settings torch
+    reads once, before it computes anything (an explicit setting in the environment is kept):
+
+    * its portable CPU kernels (``ATEN_CPU_CAPABILITY=default``). The vectorised ones (AVX2,
+      AVX512) round exp, tanh, ... differently in the tail of an array, so a learner's last bits
+      would depend on which other seeds share its batch; the portable ones compute every element
+      alike;
+    * one thread per process (``OMP_NUM_THREADS=1``). The tensors are small: a second thread
+      only contends for the cores, badly so beside other CPU-bound work (the model's burn-in of
+      a scenario took 83 s at torch's default against 6 s with one thread on a busy 2-core
+      machine). Studies run in parallel across processes instead (``--workers``).
+    """
     os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.exit(main())
 
 

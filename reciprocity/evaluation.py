@@ -39,12 +39,19 @@ otherwise (outputs near 0.5: not learned yet).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
+import json
+import os
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .agents.checks import check_int
 from .envs.config import BYTES_PER_GAME_SLOT, EnvConfig, strategy_tables
@@ -95,11 +102,57 @@ def all_deterministic_policies() -> tuple[np.ndarray, np.ndarray]:
 
 # -- long run ----------------------------------------------------------------------------------
 _BURN_IN_CACHE: dict[tuple, dict] = {}
+#: Version of the burn-in computation: a result cached on disk by another version is not used.
+BURN_IN_VERSION = 1
+
+
+def cache_dir() -> Path | None:
+    """Where results that take long to compute and never change for the same inputs (burn-ins)
+    are kept between runs: ``$RECIPROCITY_CACHE`` (set to an empty string: nothing is kept on
+    disk), else ``$XDG_CACHE_HOME/reciprocity``, else ``~/.cache/reciprocity``."""
+    if "RECIPROCITY_CACHE" in os.environ:
+        value = os.environ["RECIPROCITY_CACHE"]
+        return Path(value).expanduser() if value else None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "reciprocity"
+
+
+def _cached(name: str, key: bytes) -> tuple[Path | None, dict | None]:
+    """(the cache file of ``key``, its content if it holds a valid entry)."""
+    folder = cache_dir()
+    if folder is None:
+        return None, None
+    path = folder / name / f"{hashlib.sha256(key).hexdigest()}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path, None
+    return path, data if isinstance(data, dict) else None
+
+
+def _store(path: Path | None, data: dict) -> None:
+    """Keep an entry on disk, atomically (a temporary file moved over the name: a concurrent
+    reader sees a whole entry or none); a cache that cannot be written is skipped."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data))
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def burn_in_rounds(env_config: EnvConfig, window: int | None = None, *,
                    tolerance: float = BURN_IN_TOLERANCE,
-                   max_model_rounds: int = BURN_IN_MAX_MODEL_ROUNDS) -> dict:
+                   max_model_rounds: int = BURN_IN_MAX_MODEL_ROUNDS,
+                   progress: bool = False) -> dict:
     """The burn-in of a scenario: rounds after which payoffs are stationary (spec §6).
 
     The mean-field model of the game (:func:`reciprocity.agents.model.advance`: reputations as
@@ -115,7 +168,9 @@ def burn_in_rounds(env_config: EnvConfig, window: int | None = None, *,
 
     Returns a dict: ``burn_in`` (rounds), ``window``, ``tolerance`` (absolute, payoff per round),
     ``policies`` (4096), ``unsettled`` (policies still drifting at ``max_model_rounds``,
-    excluded), ``model_rounds`` (rounds iterated). Cached per configuration.
+    excluded), ``model_rounds`` (rounds iterated). Cached per configuration, in the process and
+    on disk (:func:`cache_dir`: a second run of the same scenario takes no time for it); with
+    ``progress``, a bar over the model rounds while it is computed.
     """
     import torch
 
@@ -129,6 +184,13 @@ def burn_in_rounds(env_config: EnvConfig, window: int | None = None, *,
            tuple(focal), window, tolerance, max_model_rounds)
     if key in _BURN_IN_CACHE:
         return dict(_BURN_IN_CACHE[key])
+    disk_key = b"|".join([f"burn-in v{BURN_IN_VERSION} torch {torch.__version__}".encode(),
+                          *(str(k).encode() if not isinstance(k, bytes) else k for k in key)])
+    path, stored = _cached("burn-in", disk_key)
+    if stored is not None and set(stored) == {"burn_in", "window", "tolerance", "policies",
+                                              "unsettled", "model_rounds"}:
+        _BURN_IN_CACHE[key] = stored
+        return dict(stored)
     actions, signals = all_deterministic_policies()
     p = actions.shape[0]
     action = np.broadcast_to(background_action, (p, *background_action.shape)).copy()
@@ -148,7 +210,9 @@ def burn_in_rounds(env_config: EnvConfig, window: int | None = None, *,
     focal_index = torch.as_tensor(focal)
     tol = tolerance * params.benefit
     cumulative = [np.zeros(p)]  # learner payoff summed over the first t rounds
-    with torch.no_grad():
+    bar = tqdm(total=max_model_rounds, desc="burn-in (model)", unit="round",
+               disable=not progress, leave=False)
+    with torch.no_grad(), bar:
         while True:
             for _ in range(window):
                 rep, payoff = advance(rep, tables, benefit=params.benefit, cost=params.cost,
@@ -156,6 +220,7 @@ def burn_in_rounds(env_config: EnvConfig, window: int | None = None, *,
                                       signal_audit=params.signal_audit)
                 cumulative.append(cumulative[-1] + payoff[:, focal_index].double().mean(-1)
                                   .numpy())
+            bar.update(window)
             t = len(cumulative) - 1
             if t < 4 * window:
                 continue
@@ -173,6 +238,7 @@ def burn_in_rounds(env_config: EnvConfig, window: int | None = None, *,
            "tolerance": tol, "policies": p, "unsettled": int((~settled).sum()),
            "model_rounds": t}
     _BURN_IN_CACHE[key] = out
+    _store(path, out)
     return dict(out)
 
 
@@ -294,7 +360,7 @@ def check_reference_size(scenario: str | Scenario, *, search_envs: int = 32,
 
 
 def evaluate_tables(env_config: EnvConfig, action: np.ndarray, signal: np.ndarray,
-                    protocol: Protocol) -> list[dict]:
+                    protocol: Protocol, progress: bool = False) -> list[dict]:
     """Long-run and episode payoffs of S sets of focal tables (one per seed), paired games.
 
     Args:
@@ -309,8 +375,12 @@ def evaluate_tables(env_config: EnvConfig, action: np.ndarray, signal: np.ndarra
         With (S, F, 2, 8) signal tables a policy's ``signal`` is its own-Good table and
         ``signal_by_own_reputation`` holds both (``{"G": {...}, "B": {...}}``).
     """
-    payoffs = play_focal_tables(env_config, action, signal, protocol.windows(),
-                                num_envs=protocol.num_envs, seed=protocol.seed)  # (2, S, E, F)
+    chunks = -(-action.shape[0] // max(1, (1 << 17) // protocol.num_envs))
+    with tqdm(total=(protocol.burn_in + protocol.window) * chunks, desc="evaluation (long run)",
+              unit="round", disable=not progress, leave=False) as bar:
+        payoffs = play_focal_tables(env_config, action, signal, protocol.windows(),
+                                    num_envs=protocol.num_envs, seed=protocol.seed,
+                                    on_round=bar.update)  # (2, S, E, F)
     agents = [f"agent_{i}" for i in env_config.focal_slots]
     out = []
     for k in range(action.shape[0]):
@@ -430,13 +500,14 @@ def check_comparable(metrics: dict, ref: dict) -> None:
 def reference(scenario: str | Scenario, *, search_envs: int = 32,
               confirm_envs: int = EVALUATION_ENVS, rounds: int | None = None,
               burn_in: int | None = None, seed: int = 0,
-              confirm_seed: int = EVALUATION_SEED) -> dict:
+              confirm_seed: int = EVALUATION_SEED, progress: bool = False) -> dict:
     """The reference of a scenario (spec §6) as a JSON-able dict.
 
     ``rounds`` is the long-run window (default the scenario's ``max_rounds``), ``burn_in`` the
     rounds before it (default :func:`burn_in_rounds`). ``reference_payoff`` is the long-run
     payoff, ``episode_payoff`` the same policy's payoff over one episode from the initial
-    reputations, on the same games.
+    reputations, on the same games. ``progress``: a bar for each stage (the burn-in's model,
+    the search, the confirmation).
     """
     scenario = get_scenario(scenario)
     env_config = scenario.env_config
@@ -450,8 +521,17 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32,
     check_reference_size(scenario, search_envs=search_envs, confirm_envs=confirm_envs,
                          rounds=rounds, burn_in=burn_in)
     start = time.perf_counter()
+    if burn_in is None:  # computed (or read from the cache) with its own bar
+        burn_in_rounds(env_config, rounds, progress=progress)
     protocol = protocol_for(env_config, num_envs=confirm_envs, window=rounds, burn_in=burn_in,
                             seed=confirm_seed)
+    played = protocol.burn_in + protocol.window
+
+    def bar(desc: str, candidates: int, games: int):
+        chunks = -(-candidates // max(1, (1 << 17) // games))
+        return tqdm(total=played * chunks, desc=desc, unit="round", disable=not progress,
+                    leave=False)
+
     b, c = env_config.params.benefit, env_config.params.cost
     out = {"scenario": scenario.id, "scenario_hash": scenario.content_hash(),
            "rounds": protocol.window, "burn_in": protocol.burn_in,
@@ -463,8 +543,10 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32,
         norm = ideal_norm(env_config)
         ideal = parse_strategy({"action": "disc", "assess": norm})
         action, signal = np.tile(ideal.action, (1, f, 1)), np.tile(ideal.assess, (1, f, 1))
-        payoffs = play_focal_tables(env_config, action, signal, protocol.windows(),
-                                    num_envs=confirm_envs, seed=confirm_seed).mean(axis=-1)
+        with bar("reference: the ideal discriminators", 1, confirm_envs) as shown:
+            payoffs = play_focal_tables(env_config, action, signal, protocol.windows(),
+                                        num_envs=confirm_envs, seed=confirm_seed,
+                                        on_round=shown.update).mean(axis=-1)
         (mean, half), (episode, episode_half) = mean_ci95(payoffs[0, 0]), \
             mean_ci95(payoffs[1, 0])
         a_visits, s_visits = context_visits(env_config, action[0], signal[0],
@@ -479,18 +561,21 @@ def reference(scenario: str | Scenario, *, search_envs: int = 32,
         return out
     # stage 1: exhaustive search with common random numbers, ranked by the long-run payoff
     actions, signals = all_deterministic_policies()
-    search = evaluate_focal_tables(env_config, actions[:, None], signals[:, None],
-                                   num_envs=search_envs, rounds=protocol.window,
-                                   burn_in=protocol.burn_in, seed=seed)[..., 0]
+    with bar(f"reference search ({len(actions)} policies)", len(actions), search_envs) as shown:
+        search = evaluate_focal_tables(env_config, actions[:, None], signals[:, None],
+                                       num_envs=search_envs, rounds=protocol.window,
+                                       burn_in=protocol.burn_in, seed=seed,
+                                       on_round=shown.update)[..., 0]
     means = search.mean(axis=1)
     best = int(np.argmax(means))
     # stage 2: the best and its 12 single-context flips on fresh common random numbers
     flips = np.concatenate([actions[best], signals[best]])[None].repeat(13, axis=0)
     for k in range(12):
         flips[k + 1, k] = 1 - flips[k + 1, k]
-    confirm = play_focal_tables(env_config, flips[:, None, :4], flips[:, None, 4:],
-                                protocol.windows(), num_envs=confirm_envs,
-                                seed=confirm_seed)[..., 0]      # (2, 13, E)
+    with bar("reference: the best and its flips", 13, confirm_envs) as shown:
+        confirm = play_focal_tables(env_config, flips[:, None, :4], flips[:, None, 4:],
+                                    protocol.windows(), num_envs=confirm_envs,
+                                    seed=confirm_seed, on_round=shown.update)[..., 0]  # (2,13,E)
     mean, half = mean_ci95(confirm[0, 0])
     episode, episode_half = mean_ci95(confirm[1, 0])
     a_visits, s_visits = context_visits(env_config, actions[best][None], signals[best][None],

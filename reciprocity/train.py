@@ -62,7 +62,7 @@ from .envs.config import EnvConfig
 from .envs.norms import parse_strategy
 from .envs.scenarios import Scenario
 from .envs.vector import VectorGame
-from .evaluation import evaluate_tables, protocol_for
+from .evaluation import burn_in_rounds, evaluate_tables, protocol_for
 from .runfolder import (
     RunInterrupted,
     load_checkpoint,
@@ -565,7 +565,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                 hook.close()
         wall = run.wall_seconds()
         metrics = evaluate_learner(run.learner, run.env_config, config, scenario.id,
-                                   snapshots.tables)
+                                   snapshots.tables, progress=progress)
         summary = getattr(run.learner, "seed_summary", None)  # optional (reciprocity.learners)
         for k, m in enumerate(metrics):
             if summary is not None and summary(k):
@@ -740,9 +740,12 @@ def _describe(value) -> str:
 
 
 def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str,
-                     snapshots: dict | None = None) -> list[dict]:
+                     snapshots: dict | None = None, progress: bool = False) -> list[dict]:
     """Evaluate each learner's (stochastic) policy, and its snapshots, by the protocol of
-    :mod:`reciprocity.evaluation` (all on the same games, paired with the reference's)."""
+    :mod:`reciprocity.evaluation` (all on the same games, paired with the reference's); with
+    ``progress``, bars for the burn-in's model (if not cached) and the evaluation games."""
+    if config.eval_burn_in is None:
+        burn_in_rounds(env_config, config.resolved_eval_rounds(), progress=progress)
     protocol = protocol_for(env_config, num_envs=config.eval_envs,
                             window=config.resolved_eval_rounds(), burn_in=config.eval_burn_in)
     snapshots = snapshots or {}
@@ -751,7 +754,8 @@ def evaluate_learner(learner, env_config, config: TrainConfig, scenario_id: str,
                                          for b in budgets)]
     action = np.concatenate([a.cpu().numpy() for a, _ in tables]).astype(np.float64)
     signal_ = np.concatenate([s.cpu().numpy() for _, s in tables]).astype(np.float64)
-    evaluated = evaluate_tables(env_config, action, signal_, protocol)   # S per table set
+    evaluated = evaluate_tables(env_config, action, signal_, protocol,
+                                progress=progress)   # S per table set
     num_seeds = len(config.seeds)
     metrics = []
     for k, seed in enumerate(config.seeds):

@@ -7,8 +7,13 @@ reported as skipped for a missing extra.
 
 import contextlib
 import importlib.util
+import os
+import tempfile
 
 import pytest
+
+# burn-ins computed by the tests are kept in a folder of the session's, not the user's cache
+os.environ["RECIPROCITY_CACHE"] = tempfile.mkdtemp(prefix="reciprocity-test-cache-")
 
 collect_ignore = [
     path for path, module in (("test_sb3.py", "stable_baselines3"), ("test_rllib.py", "ray"),
