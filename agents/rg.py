@@ -202,25 +202,58 @@ class ReciprocityGradient:
             est_action: (S, N, 4), est_signal: (S, N, 8) estimator tables.
             own_action, own_signal: (S, F, 4) / (S, F, 8) policy tables; default: the policy.
         """
-        w = self.world.numbers(self.device)
         if own_action is None:
             own_action = self.policy.action_probs()
         if own_signal is None:
             own_signal = self.policy.signal_probs()
-        # model batch: (S, F, N) tables, (S, F, B, N) reputations; a learned world's numbers
-        # are (S, F): one per learner
-        action, signal = learner_tables(own_action, own_signal, est_action[:, None],
-                                        est_signal[:, None], self.slot_mask,
-                                        execution_error=_per_learner(w.execution_error, 1),
-                                        assessment_error=_per_learner(w.assessment_error, 1))
-        value = unroll(start[:, None].to(action.dtype), action[:, :, None], signal[:, :, None],
-                       horizon=self.config.horizon, gamma=self.config.gamma,
-                       benefit=_per_learner(w.benefit, 2), cost=_per_learner(w.cost, 2),
-                       update_probability=_per_learner(w.update_probability, 2),
-                       observers_per_interaction=w.observers_per_interaction,
-                       signal_audit=_per_learner(w.signal_audit, 2),
-                       audit_norm=self.audit_norm)  # (S, F, B, N)
+        value = self.model_values(start, est_action[:, None], est_signal[:, None], own_action,
+                                  own_signal)  # (S, F, B, N)
         return self.own_entry(value).mean(dim=-1)
+
+    def model_values(self, start: torch.Tensor, others_action: torch.Tensor,
+                     others_signal: torch.Tensor, own_action: torch.Tensor,
+                     own_signal: torch.Tensor, *, higher_order: bool = False) -> torch.Tensor:
+        """Every agent's discounted model payoff per round in each learner's model.
+
+        Args:
+            start: (S, B, N) public reputations the unroll starts from (one per game).
+            others_action: (S, F or 1, *X, N, 4), others_signal: (S, F or 1, *X, N, 8): the
+                tables of the world as each learner models it (its own row is replaced), with
+                ``*X`` extra model axes (none or one: copies of the world, see
+                :mod:`reciprocity.agents.rg_la`).
+            own_action, own_signal: (S, F, 4) / (S, F, 8) the learners' policy tables.
+            higher_order: the unroll can be differentiated twice (see
+                :func:`~reciprocity.agents.model.unroll`).
+        Returns:
+            (S, F, *X, B, N).
+        """
+        p0, action, signal, rules = self.model_inputs(start, others_action, others_signal,
+                                                      own_action, own_signal)
+        return unroll(p0, action, signal, **rules, higher_order=higher_order)
+
+    def model_inputs(self, start, others_action, others_signal, own_action, own_signal):
+        """What :meth:`model_values` unrolls: (start reputations, action tables, signal tables,
+        the keywords of :func:`~reciprocity.agents.model.unroll`), shaped to broadcast to
+        (S, F, *X, B, N)."""
+        extra = others_action.dim() - 4
+        w = self.world.numbers(self.device)
+        own = (slice(None), slice(None), *(None,) * extra)
+        # model batch: (S, F, *X, N) tables, (S, F, *X, B, N) reputations; a learned world's
+        # numbers are (S, F): one per learner
+        action, signal = learner_tables(
+            own_action[own], own_signal[own], others_action, others_signal,
+            self.slot_mask.view(-1, *(1,) * extra, self.slot_mask.shape[-1]),
+            execution_error=_per_learner(w.execution_error, 1 + extra),
+            assessment_error=_per_learner(w.assessment_error, 1 + extra))
+        p0 = start.reshape(start.shape[0], *(1,) * (1 + extra), *start.shape[1:])
+        rules = dict(horizon=self.config.horizon, gamma=self.config.gamma,
+                     benefit=_per_learner(w.benefit, 2 + extra),
+                     cost=_per_learner(w.cost, 2 + extra),
+                     update_probability=_per_learner(w.update_probability, 2 + extra),
+                     observers_per_interaction=w.observers_per_interaction,
+                     signal_audit=_per_learner(w.signal_audit, 2 + extra),
+                     audit_norm=self.audit_norm)
+        return p0.to(action.dtype), action.unsqueeze(-3), signal.unsqueeze(-3), rules
 
     def target_tables(self, start: torch.Tensor, est_action: torch.Tensor,
                       est_signal: torch.Tensor):

@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from .agents.checks import check_bool, check_int
+from .agents.checks import check_bool, check_int, check_real
 from .envs.config import BYTES_PER_GAME_SLOT, EnvConfig, check_memory, check_work
 from .envs.norms import Strategy, parse_strategy
 from .envs.scenarios import Scenario, get_scenario
 from .evaluation import evaluation_size, ideal_norm
-from .learners import BUILTIN, Algorithm, get_algorithm, register
+from .learners import SHIPPED, Algorithm, get_algorithm, register
 from .locate import is_locator
 
 __all__ = ["TrainConfig", "budget_schedule", "check_device", "check_memory_budget",
@@ -226,7 +226,7 @@ class TrainConfig:
         options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         options["scenario"] = self._scenario
         registered = self._algorithm.locator == self._algorithm.name and \
-            self._algorithm.name not in BUILTIN
+            self._algorithm.name not in SHIPPED
         return (_rebuild_train_config,
                 (options, self._algorithm.learner if registered else None))
 
