@@ -30,7 +30,7 @@ import torch
 from ..envs.config import EnvConfig
 from ..envs.norms import parse_assessment_rule
 from ..learners import LEARNING_RATES, POLICY_CLASSES, ROUNDS_PER_UPDATE
-from .checks import check_choice, check_int, check_real
+from .checks import check_bool, check_choice, check_int, check_real
 from .estimators import PublicEstimators
 from .model import learner_tables, unroll
 from .policy import POLICY_KINDS, ReputationPolicy
@@ -64,6 +64,8 @@ class RGConfig:
     estimator_decay: float = 0.97  # forgetting factor of estimator counts per update
     policy: str = "tabular"  # "tabular" logits or "mlp"
     hidden: int = 32  # MLP width (policy="mlp")
+    # one policy for all learners of a game, each still ascending its own payoff
+    share_policy: bool = False
     # how an RG step moves the policy: "logits" ascends the objective through the policy's
     # parameters; "targets" lets RG propose target tables one step up its gradient in
     # probability space, T = clip(P + target_step dV/dP, TARGET_MARGIN, 1 - TARGET_MARGIN),
@@ -90,6 +92,7 @@ class RGConfig:
         self.estimator_decay = check_real("estimator_decay", self.estimator_decay, 0.0, 1.0,
                                           low_open=True)
         self.policy = check_choice("policy", self.policy, POLICY_KINDS)
+        self.share_policy = check_bool("share_policy", self.share_policy)
         self.ascent = check_choice("ascent", self.ascent, ASCENTS)
         self.target_step = check_real("target_step", self.target_step, 0.0, low_open=True)
         self.world_model = check_choice("world_model", self.world_model, WORLD_MODELS)
@@ -171,7 +174,8 @@ class ReciprocityGradient:
             raise ValueError(f"batch_shape[1] must equal the number of focal slots "
                              f"({env_config.focal_slots.size}), got {f}")
         self.policy = per_row(lambda shape, k: ReputationPolicy(
-            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device),
+            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device,
+            shared=config.share_policy),
             batch_shape, row_seeds(seed, s))
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.estimators = PublicEstimators(s, env_config.num_agents,
