@@ -533,9 +533,12 @@ def _cmd_benchmark(args) -> int:
     stages = args.stages or list(STAGES)
     institutions = {**(QUICK if args.quick else {}),
                     **{k: overrides[k] for k in ("algos", "seeds") if k in overrides}}
-    if args.algos:  # the larger variant too runs only the algorithms asked for
+    if args.algos:  # the larger variant, the shared rows and the map too run only those
         large = tuple(a for a in InstitutionsConfig.large_algos if a in args.algos)
         institutions.update(large_algos=large, **({} if large else {"large": None}))
+        institutions.update({name: tuple(a for a in getattr(InstitutionsConfig, name)
+                                         if a in args.algos)
+                             for name in ("added_algos", "shared_algos", "basin_algos")})
     overrides["institutions"] = InstitutionsConfig(**institutions) \
         if "institutions" in stages else None
     if "world" not in stages:
