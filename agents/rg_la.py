@@ -81,6 +81,10 @@ class LearningAwareRG(ReciprocityGradient):
     name = "rg-la"
     config_class = RGLAConfig
     colour = "tab:cyan"
+    # where a study has no tuning of its own for rg-la, it takes RG's selection for the
+    # hyper-parameters they share (the tuning's single-learner scenarios cannot tune the
+    # lookahead: there rg-la is rg); the lookahead keeps its defaults
+    tuned_like = "rg"
     tuning_space: ClassVar[dict] = {
         # 720 points for either policy class, as every built-in learner's space: RG's without
         # the estimators' decay, times the lookahead's four

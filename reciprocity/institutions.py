@@ -237,10 +237,7 @@ def institution_cells(cfg: InstitutionsConfig, tuning: dict | None) -> list[Cell
     cells = []
     for institution, start, algo, shared, mix, rounds, warmup, num_envs, part in grid:
         scenario, algorithm = scenarios[institution], get_algorithm(algo)
-        try:
-            params = selected_params(tuning, algorithm.name, "tabular", rounds)
-        except ValueError:  # not tuned at this budget: the defaults
-            params = {}
+        params = tuned_params(tuning, algorithm, rounds)
         if shared:
             params = {**params, "share_policy": True}
         init = ideal_start(scenario) if start == "ideal" or (start == "mix" and mix) else None
@@ -258,6 +255,23 @@ def institution_cells(cfg: InstitutionsConfig, tuning: dict | None) -> list[Cell
             "scenario": scenario, "params": params, "shared": shared, "mix": mix,
             "part": part}))
     return cells
+
+
+def tuned_params(tuning: dict | None, algorithm, rounds: int) -> dict:
+    """An algorithm's tuned configuration at ``rounds`` (tabular), or ``{}`` (its defaults)
+    where the tuning has none. A learner that extends another (``tuned_like``, e.g. rg-la:
+    RG plus a lookahead, which the tuning's single-learner scenarios cannot tune because there
+    it is RG) takes the other's selection for the hyper-parameters they share."""
+    for name in (algorithm.name, getattr(algorithm.learner, "tuned_like", None)):
+        if name is None:
+            continue
+        try:
+            params = selected_params(tuning, name, "tabular", rounds)
+        except ValueError:  # not tuned at this budget
+            continue
+        fields = {f.name for f in dataclasses.fields(algorithm.config)}
+        return {k: v for k, v in params.items() if k in fields}
+    return {}
 
 
 def row_label(record: dict) -> str:

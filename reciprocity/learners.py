@@ -37,6 +37,9 @@ differ: progress.csv then holds each seed's own value.
   ``{policy class: values}`` where they differ per class (a class left out does not search it)
   (default: no search, the defaults);
 * ``colour``: its colour in figures (default: one from a palette, by name);
+* ``tuned_like`` (optional): the name of an algorithm whose tuned configuration a study takes
+  (for the hyper-parameters the two share) where the tuning has none of this one's (rg-la:
+  RG's, since the tuning's single-learner scenarios cannot tune its lookahead);
 * ``sample_based``: whether it learns from sampled returns only — the learners the collapse
   claim of the claim map is about (default False);
 * ``relative_cost(config, num_agents) -> float`` (static or class method, optional): the cost of

@@ -190,6 +190,12 @@ def test_ideal_start_learners_with_learning_off_are_95_percent_honest(tmp_path):
         "candidates": {a: {"tabular": [{"params": {"lr": 0.0}}]}
                        for a in (*cfg.algos, *cfg.added_algos)}})
     assert {r["algo"] for r in results["records"]} == {*cfg.algos, *cfg.added_algos}
+    # rg-la untuned: RG's selection for the hyper-parameters they share
+    tuning = {"selected": {"rg": {"tabular": {"10": 0}}},
+              "candidates": {"rg": {"tabular": [{"params": {"lr": 0.3, "horizon": 10}}]}}}
+    rg_la = [c for c in module.institution_cells(cfg, tuning) if c.meta["algo"] == "rg-la"]
+    assert rg_la and all(c.meta["params"] == {"lr": 0.3, "horizon": 10} for c in rg_la)
+    assert rg_la[0].config.learner_config().lookahead_lr == 4.0
     assert any(r["shared"] for r in results["records"])
     for r in results["records"]:
         assert r["params"] == ({"lr": 0.0, "share_policy": True} if r["shared"] else
