@@ -50,7 +50,12 @@ def test_every_cell_and_output_is_produced(quick):
     assert set(tuning["selected"]) == set(cfg.algos)
     # stage 5: the institutions study, in its own run folder, with its own block of the page
     study = json.loads((out / "institutions" / "results.json").read_text())
-    assert len(study["records"]) == len(cfg.institutions.institutions) * 3 * 3
+    icfg = cfg.institutions
+    added = [i for i in icfg.institutions if i in icfg.added_institutions]
+    assert len(study["records"]) == len(icfg.institutions) * 3 * 3 + len(added) * (
+        3 * len(icfg.added_algos) + 2 * len(icfg.shared_algos))  # shared: not after a warm-up
+    assert len(study["basin"]) == len(icfg.basin_mixes) * len(icfg.basin_institutions) * \
+        len(icfg.basin_algos)
     assert study["command"] == "reciprocity benchmark --quick --out results"
     assert "<!-- institutions:start -->" in (out.parent / "results.md").read_text()
     # stage 6: what RG must know of the game, on the single-learner scenarios
