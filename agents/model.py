@@ -303,60 +303,78 @@ def fused_round_backward(good_bar: torch.Tensor, p: torch.Tensor, c1: torch.Tens
     return p_bar.add_((columns_bar * c1).sum(dim=-1)), columns_bar
 
 
+def fused_rounds(p0, c0, c1, *, horizon, gamma, benefit, cost, update_probability,
+                 keep: bool):
+    """The forward pass of the fused unroll: (sum_t w_t payoff_t (..., N), w_t = gamma^t /
+    norm, and the trace :func:`fused_rounds_reverse` needs (empty unless ``keep``))."""
+    per_benefit = benefit / (p0.shape[-1] - 1)
+    weights, norm = discount_weights(horizon, gamma)
+    p, total, trace = p0, torch.zeros_like(p0), []
+    for weight in weights:
+        p_next, payoff, saved = fused_round(p, c0, c1, cost_per_benefit=cost / per_benefit,
+                                            update_probability=update_probability)
+        if isinstance(per_benefit, torch.Tensor):
+            total.add_(payoff * (weight / norm * per_benefit))
+        else:
+            total.add_(payoff, alpha=weight / norm * per_benefit)
+        if keep:
+            trace.append((p, saved))
+        p = p_next
+    return total, trace
+
+
+def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
+                         update_probability):
+    """The reverse pass of the fused unroll for the cotangent ``grad`` (..., N) of its value:
+    the cotangents of (p0, c0, c1). Plain tensor operations: run where autograd records (the
+    trace of a recorded :func:`fused_rounds`), the result is differentiable again."""
+    # the recursion runs on cotangents per unit of the round's weight: the payoff's is then
+    # the same in every round, and the next round's reaches this one times gamma
+    rho = update_probability
+    n = grad.shape[-1]
+    receipts_bar = grad * (benefit / (n - 1))   # of (N - 1) x what each agent receives
+    give_bar = grad * -cost
+    u_bar = receipts_bar.sum(dim=-1, keepdim=True) - receipts_bar + give_bar
+    receipts_bar = receipts_bar * (n - 1)
+    p_bar = torch.zeros_like(grad)
+    columns_bar, reputations = [], []
+    for p, saved in reversed(trace):
+        next_bar = p_bar * gamma           # the next round's p cotangent, per unit weight here
+        good_bar = next_bar if _is(rho, 1) else next_bar * rho
+        p_bar, bar = fused_round_backward(good_bar, p, c1, saved, receipts_bar, give_bar,
+                                          u_bar)
+        if isinstance(rho, torch.Tensor):
+            p_bar = p_bar + next_bar * (1 - rho)
+        elif rho != 1:
+            p_bar = p_bar + next_bar * (1 - rho)
+        columns_bar.append(bar)
+        reputations.append(p)
+    weights, norm = discount_weights(horizon, gamma)
+    scale = torch.tensor(weights[::-1], dtype=grad.dtype, device=grad.device) / norm
+    columns_bar = torch.stack(columns_bar) * scale.view(-1, *[1] * (grad.dim() + 1))
+    c1_bar = (columns_bar * torch.stack(reputations).unsqueeze(-1)).sum(dim=0)
+    return p_bar / norm, columns_bar.sum(dim=0), c1_bar
+
+
 class _FusedUnroll(torch.autograd.Function):
     """sum_t w_t payoff_t, w_t = gamma^t / norm, over the rounds of :func:`fused_round`."""
 
     @staticmethod
     def forward(ctx, p0, c0, c1, horizon, gamma, benefit, cost, update_probability, keep):
-        per_benefit = benefit / (p0.shape[-1] - 1)
-        rho = update_probability
-        weights, norm = discount_weights(horizon, gamma)
-        p, total, trace = p0, torch.zeros_like(p0), []
-        for weight in weights:
-            p_next, payoff, saved = fused_round(p, c0, c1, cost_per_benefit=cost / per_benefit,
-                                                update_probability=rho)
-            if isinstance(per_benefit, torch.Tensor):
-                total.add_(payoff * (weight / norm * per_benefit))
-            else:
-                total.add_(payoff, alpha=weight / norm * per_benefit)
-            if keep:
-                trace.append((p, saved))
-            p = p_next
-        ctx.trace, ctx.rules = trace, (horizon, gamma, benefit, cost, rho)
+        rules = dict(horizon=horizon, gamma=gamma, benefit=benefit, cost=cost,
+                     update_probability=update_probability)
+        total, ctx.trace = fused_rounds(p0, c0, c1, keep=keep, **rules)
+        ctx.rules = rules
         ctx.save_for_backward(c1)
         return total
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        # the recursion runs on cotangents per unit of the round's weight: the payoff's is then
-        # the same in every round, and the next round's reaches this one times gamma
         (c1,) = ctx.saved_tensors
-        horizon, gamma, benefit, cost, rho = ctx.rules
-        n = grad.shape[-1]
-        receipts_bar = grad * (benefit / (n - 1))   # of (N - 1) x what each agent receives
-        give_bar = grad * -cost
-        u_bar = receipts_bar.sum(dim=-1, keepdim=True) - receipts_bar + give_bar
-        receipts_bar = receipts_bar * (n - 1)
-        p_bar = torch.zeros_like(grad)
-        columns_bar, reputations = [], []
-        for p, saved in reversed(ctx.trace):
-            next_bar = p_bar * gamma           # the next round's p cotangent, per unit weight here
-            good_bar = next_bar if _is(rho, 1) else next_bar * rho
-            p_bar, bar = fused_round_backward(good_bar, p, c1, saved, receipts_bar, give_bar,
-                                              u_bar)
-            if isinstance(rho, torch.Tensor):
-                p_bar.add_(next_bar * (1 - rho))
-            elif rho != 1:
-                p_bar.add_(next_bar, alpha=1 - rho)
-            columns_bar.append(bar)
-            reputations.append(p)
+        bars = fused_rounds_reverse(ctx.trace, c1, grad, **ctx.rules)
         ctx.trace = None
-        weights, norm = discount_weights(horizon, gamma)
-        scale = torch.tensor(weights[::-1], dtype=grad.dtype, device=grad.device) / norm
-        columns_bar = torch.stack(columns_bar) * scale.view(-1, *[1] * (grad.dim() + 1))
-        c1_bar = (columns_bar * torch.stack(reputations).unsqueeze(-1)).sum(dim=0)
-        return p_bar / norm, columns_bar.sum(dim=0), c1_bar, None, None, None, None, None, None
+        return (*bars, None, None, None, None, None, None)
 
 
 def fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: int, gamma: float,
@@ -372,20 +390,72 @@ def fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: int, gamma: 
                               horizon, gamma, benefit, cost, update_probability, keep)
 
 
+def _recorded_fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: int, gamma: float,
+                           benefit: float, cost: float,
+                           update_probability: float) -> torch.Tensor:
+    """:func:`fused_unroll` without its written-out reverse pass: autograd records every
+    :func:`fused_round`, so the value can be differentiated twice."""
+    c0, c1 = bilinear_coefficients(tables)
+    per_benefit = benefit / (p0.shape[-1] - 1)
+    weights, norm = discount_weights(horizon, gamma)
+    p, total = p0, 0
+    for weight in weights:
+        p_next, payoff, _ = fused_round(p, c0, c1, cost_per_benefit=cost / per_benefit,
+                                        update_probability=update_probability)
+        total = total + payoff * (weight / norm)
+        p = p_next
+    return total * per_benefit
+
+
+def unroll_gradient(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor,
+                    grad: torch.Tensor, inputs, *, horizon: int, gamma: float, benefit: float,
+                    cost: float, update_probability: float, observers_per_interaction: int = 1,
+                    signal_audit: float = 0.0, audit_norm: torch.Tensor | None = None):
+    """The gradient of sum(grad * :func:`unroll` (...)) with respect to ``inputs`` (tensors the
+    tables were computed from), itself differentiable (``create_graph``): for objectives of
+    higher order, such as a learner's payoff after another learner's anticipated gradient step.
+
+    Without an audit the fused rounds are run and reversed by their written-out reverse pass
+    (:func:`fused_rounds_reverse`) with autograd recording both: a fraction of the operations of
+    autograd's own double backward, which serves the audit."""
+    rules = dict(horizon=horizon, gamma=gamma, benefit=benefit, cost=cost,
+                 update_probability=update_probability)
+    if not _is(signal_audit, 0):
+        value = unroll(p0, action, signal, **rules,
+                       observers_per_interaction=observers_per_interaction,
+                       signal_audit=signal_audit, audit_norm=audit_norm, higher_order=True)
+        return torch.autograd.grad(value, inputs, grad_outputs=grad.expand_as(value),
+                                   create_graph=True)
+    tables = prepare(action, signal, observers_per_interaction=observers_per_interaction)
+    c0, c1 = bilinear_coefficients(tables)
+    shape = torch.broadcast_shapes(p0.shape, c0.shape[:-1], grad.shape)
+    c0, c1 = c0.expand(*shape, 4), c1.expand(*shape, 4)
+    _, trace = fused_rounds(p0.expand(shape), c0, c1, keep=True, **rules)
+    _, c0_bar, c1_bar = fused_rounds_reverse(trace, c1, grad.expand(shape), **rules)
+    return torch.autograd.grad((c0, c1), inputs, grad_outputs=(c0_bar, c1_bar),
+                               create_graph=True)
+
+
 def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, horizon: int,
            gamma: float, benefit: float, cost: float, update_probability: float,
            observers_per_interaction: int = 1, signal_audit: float = 0.0,
-           audit_norm: torch.Tensor | None = None) -> torch.Tensor:
+           audit_norm: torch.Tensor | None = None, higher_order: bool = False) -> torch.Tensor:
     """Discounted mean payoff per round over ``horizon`` rounds from ``p0``.
 
     Returns (..., N): sum_t gamma^t payoff_t / sum_t gamma^t for every agent (the learner reads
     off its own entry). Cost is linear in the horizon: one model round per round, the fused
     round (:func:`fused_unroll`) without an audit, :func:`advance` with one. The institution
-    keywords are those of :func:`round_step`.
+    keywords are those of :func:`round_step`. ``higher_order=True`` lets autograd record every
+    operation of the rounds (fused or not), so that the value can be differentiated twice
+    (``create_graph=True``; the fused reverse pass is not differentiable again).
     """
     tables = prepare(action, signal, observers_per_interaction=observers_per_interaction,
                      audit_norm=None if _is(signal_audit, 0) else audit_norm)
     if _is(signal_audit, 0):
+        if higher_order:  # the fused rounds, recorded op by op
+            return _recorded_fused_unroll(p0, tables, horizon=horizon, gamma=gamma,
+                                          benefit=benefit, cost=cost,
+                                          update_probability=update_probability)
         return fused_unroll(p0, tables, horizon=horizon, gamma=gamma, benefit=benefit, cost=cost,
                             update_probability=update_probability)
     weights, norm = discount_weights(horizon, gamma)

@@ -84,37 +84,51 @@ class ReputationPolicy(nn.Module):
         init_logit: initial value of every tabular logit (0 = P 0.5 everywhere).
         seed: seeds the MLP initialisation.
         device: torch device.
+        shared: one policy for all learners of the last batch axis (parameter sharing, the
+            shortcut MAPPO-style pipelines take): the parameters have batch shape
+            ``(*batch_shape[:-1], 1)`` and every head is broadcast to ``batch_shape``, so that
+            a loss summing every learner's own objective gives the shared parameters the sum of
+            the learners' gradients.
     """
 
     def __init__(self, batch_shape=(1,), kind: str = "tabular", hidden: int = 32,
-                 init_logit: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
+                 init_logit: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
+                 shared: bool = False):
         super().__init__()
         if kind not in POLICY_KINDS:
             raise ValueError(f"policy: kind must be one of {POLICY_KINDS}, got {kind!r}")
         self.batch_shape = tuple(batch_shape)
         self.kind = kind
+        self.shared = bool(shared)
+        params = (*self.batch_shape[:-1], 1) if self.shared else self.batch_shape
         if kind == "tabular":
             self.action_table = nn.Parameter(
-                torch.full((*self.batch_shape, NUM_ACTION_CONTEXTS), float(init_logit)))
+                torch.full((*params, NUM_ACTION_CONTEXTS), float(init_logit)))
             self.signal_table = nn.Parameter(
-                torch.full((*self.batch_shape, NUM_SIGNAL_CONTEXTS), float(init_logit)))
+                torch.full((*params, NUM_SIGNAL_CONTEXTS), float(init_logit)))
         else:
             gen = torch.Generator().manual_seed(seed)
-            self.mlp = BatchedMLP(self.batch_shape, 5, hidden, gen)
+            self.mlp = BatchedMLP(params, 5, hidden, gen)
             self.register_buffer("observations", context_observations())
         self.to(device)
 
     def action_logits(self) -> torch.Tensor:
         """Logits of P(C | context), shape (*batch_shape, 4), context index ``2 x + y``."""
         if self.kind == "tabular":
-            return self.action_table
-        return self.mlp(self.observations)[..., :NUM_ACTION_CONTEXTS]
+            return self._broadcast(self.action_table)
+        return self._broadcast(self.mlp(self.observations)[..., :NUM_ACTION_CONTEXTS])
 
     def signal_logits(self) -> torch.Tensor:
         """Logits of P(Good | context), shape (*batch_shape, 8), context ``4 x + 2 y + a``."""
         if self.kind == "tabular":
-            return self.signal_table
-        return self.mlp(self.observations)[..., NUM_ACTION_CONTEXTS:]
+            return self._broadcast(self.signal_table)
+        return self._broadcast(self.mlp(self.observations)[..., NUM_ACTION_CONTEXTS:])
+
+    def _broadcast(self, logits: torch.Tensor) -> torch.Tensor:
+        """A shared policy's heads for every learner (no copy: a view)."""
+        if not self.shared:
+            return logits
+        return logits.expand(*self.batch_shape, logits.shape[-1])
 
     def action_probs(self) -> torch.Tensor:
         return torch.sigmoid(self.action_logits())

@@ -30,7 +30,7 @@ import torch
 from ..envs.config import EnvConfig
 from ..envs.norms import parse_assessment_rule
 from ..learners import LEARNING_RATES, POLICY_CLASSES, ROUNDS_PER_UPDATE
-from .checks import check_choice, check_int, check_real
+from .checks import check_bool, check_choice, check_int, check_real
 from .estimators import PublicEstimators
 from .model import learner_tables, unroll
 from .policy import POLICY_KINDS, ReputationPolicy
@@ -64,6 +64,8 @@ class RGConfig:
     estimator_decay: float = 0.97  # forgetting factor of estimator counts per update
     policy: str = "tabular"  # "tabular" logits or "mlp"
     hidden: int = 32  # MLP width (policy="mlp")
+    # one policy for all learners of a game, each still ascending its own payoff
+    share_policy: bool = False
     # how an RG step moves the policy: "logits" ascends the objective through the policy's
     # parameters; "targets" lets RG propose target tables one step up its gradient in
     # probability space, T = clip(P + target_step dV/dP, TARGET_MARGIN, 1 - TARGET_MARGIN),
@@ -90,6 +92,7 @@ class RGConfig:
         self.estimator_decay = check_real("estimator_decay", self.estimator_decay, 0.0, 1.0,
                                           low_open=True)
         self.policy = check_choice("policy", self.policy, POLICY_KINDS)
+        self.share_policy = check_bool("share_policy", self.share_policy)
         self.ascent = check_choice("ascent", self.ascent, ASCENTS)
         self.target_step = check_real("target_step", self.target_step, 0.0, low_open=True)
         self.world_model = check_choice("world_model", self.world_model, WORLD_MODELS)
@@ -171,7 +174,8 @@ class ReciprocityGradient:
             raise ValueError(f"batch_shape[1] must equal the number of focal slots "
                              f"({env_config.focal_slots.size}), got {f}")
         self.policy = per_row(lambda shape, k: ReputationPolicy(
-            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device),
+            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device,
+            shared=config.share_policy),
             batch_shape, row_seeds(seed, s))
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.estimators = PublicEstimators(s, env_config.num_agents,
@@ -202,25 +206,58 @@ class ReciprocityGradient:
             est_action: (S, N, 4), est_signal: (S, N, 8) estimator tables.
             own_action, own_signal: (S, F, 4) / (S, F, 8) policy tables; default: the policy.
         """
-        w = self.world.numbers(self.device)
         if own_action is None:
             own_action = self.policy.action_probs()
         if own_signal is None:
             own_signal = self.policy.signal_probs()
-        # model batch: (S, F, N) tables, (S, F, B, N) reputations; a learned world's numbers
-        # are (S, F): one per learner
-        action, signal = learner_tables(own_action, own_signal, est_action[:, None],
-                                        est_signal[:, None], self.slot_mask,
-                                        execution_error=_per_learner(w.execution_error, 1),
-                                        assessment_error=_per_learner(w.assessment_error, 1))
-        value = unroll(start[:, None].to(action.dtype), action[:, :, None], signal[:, :, None],
-                       horizon=self.config.horizon, gamma=self.config.gamma,
-                       benefit=_per_learner(w.benefit, 2), cost=_per_learner(w.cost, 2),
-                       update_probability=_per_learner(w.update_probability, 2),
-                       observers_per_interaction=w.observers_per_interaction,
-                       signal_audit=_per_learner(w.signal_audit, 2),
-                       audit_norm=self.audit_norm)  # (S, F, B, N)
+        value = self.model_values(start, est_action[:, None], est_signal[:, None], own_action,
+                                  own_signal)  # (S, F, B, N)
         return self.own_entry(value).mean(dim=-1)
+
+    def model_values(self, start: torch.Tensor, others_action: torch.Tensor,
+                     others_signal: torch.Tensor, own_action: torch.Tensor,
+                     own_signal: torch.Tensor, *, higher_order: bool = False) -> torch.Tensor:
+        """Every agent's discounted model payoff per round in each learner's model.
+
+        Args:
+            start: (S, B, N) public reputations the unroll starts from (one per game).
+            others_action: (S, F or 1, *X, N, 4), others_signal: (S, F or 1, *X, N, 8): the
+                tables of the world as each learner models it (its own row is replaced), with
+                ``*X`` extra model axes (none or one: copies of the world, see
+                :mod:`reciprocity.agents.rg_la`).
+            own_action, own_signal: (S, F, 4) / (S, F, 8) the learners' policy tables.
+            higher_order: the unroll can be differentiated twice (see
+                :func:`~reciprocity.agents.model.unroll`).
+        Returns:
+            (S, F, *X, B, N).
+        """
+        p0, action, signal, rules = self.model_inputs(start, others_action, others_signal,
+                                                      own_action, own_signal)
+        return unroll(p0, action, signal, **rules, higher_order=higher_order)
+
+    def model_inputs(self, start, others_action, others_signal, own_action, own_signal):
+        """What :meth:`model_values` unrolls: (start reputations, action tables, signal tables,
+        the keywords of :func:`~reciprocity.agents.model.unroll`), shaped to broadcast to
+        (S, F, *X, B, N)."""
+        extra = others_action.dim() - 4
+        w = self.world.numbers(self.device)
+        own = (slice(None), slice(None), *(None,) * extra)
+        # model batch: (S, F, *X, N) tables, (S, F, *X, B, N) reputations; a learned world's
+        # numbers are (S, F): one per learner
+        action, signal = learner_tables(
+            own_action[own], own_signal[own], others_action, others_signal,
+            self.slot_mask.view(-1, *(1,) * extra, self.slot_mask.shape[-1]),
+            execution_error=_per_learner(w.execution_error, 1 + extra),
+            assessment_error=_per_learner(w.assessment_error, 1 + extra))
+        p0 = start.reshape(start.shape[0], *(1,) * (1 + extra), *start.shape[1:])
+        rules = dict(horizon=self.config.horizon, gamma=self.config.gamma,
+                     benefit=_per_learner(w.benefit, 2 + extra),
+                     cost=_per_learner(w.cost, 2 + extra),
+                     update_probability=_per_learner(w.update_probability, 2 + extra),
+                     observers_per_interaction=w.observers_per_interaction,
+                     signal_audit=_per_learner(w.signal_audit, 2 + extra),
+                     audit_norm=self.audit_norm)
+        return p0.to(action.dtype), action.unsqueeze(-3), signal.unsqueeze(-3), rules
 
     def target_tables(self, start: torch.Tensor, est_action: torch.Tensor,
                       est_signal: torch.Tensor):

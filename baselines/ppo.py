@@ -98,6 +98,8 @@ class PPOConfig:
     """policy parameterisation: "tabular" (4 + 8 logits) or "mlp" (ReputationPolicy kind)"""
     hidden: int = 32
     """hidden width of the policy MLPs (policy="mlp")"""
+    share_policy: bool = False
+    """one policy for all learners of a game (parameter sharing), each learner's loss its own"""
 
     def __post_init__(self):
         for name in ("rounds_per_update", "num_epochs", "num_minibatches", "value_hidden",
@@ -111,6 +113,7 @@ class PPOConfig:
             setattr(self, name, check_real(name, getattr(self, name), 0.0, low_open=True))
         self.normalize_advantages = check_bool("normalize_advantages", self.normalize_advantages)
         self.policy = check_choice("policy", self.policy, POLICY_KINDS)
+        self.share_policy = check_bool("share_policy", self.share_policy)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor,
@@ -202,7 +205,8 @@ class PPO:
         self.device = torch.device(device)
         seeds = row_seeds(seed, self.batch_shape[0])
         self.policy = per_row(lambda shape, k: ReputationPolicy(
-            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device),
+            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device,
+            shared=config.share_policy),
             self.batch_shape, seeds)
         self.value = per_row(lambda shape, k: ValueFunction(
             shape, config.value_hidden, scale=1.0 / (1.0 - config.gamma), seed=k + 1,

@@ -94,6 +94,8 @@ class ReinforceConfig:
     """policy parameterisation: "tabular" (4 + 8 logits) or "mlp" (ReputationPolicy kind)"""
     hidden: int = 32
     """hidden width of the policy MLPs (policy="mlp")"""
+    share_policy: bool = False
+    """one policy for all learners of a game (parameter sharing), each learner's loss its own"""
 
     def __post_init__(self):
         for name in ("rounds_per_update", "value_hidden", "hidden"):
@@ -105,6 +107,7 @@ class ReinforceConfig:
         self.baseline = check_choice("baseline", self.baseline, ("running_mean", "learned"))
         self.normalize_advantages = check_bool("normalize_advantages", self.normalize_advantages)
         self.policy = check_choice("policy", self.policy, POLICY_KINDS)
+        self.share_policy = check_bool("share_policy", self.share_policy)
 
 
 # -- helpers shared with PPO -------------------------------------------------------------------
@@ -248,7 +251,8 @@ class Reinforce:
         self.device = torch.device(device)
         seeds = row_seeds(seed, self.batch_shape[0])
         self.policy = per_row(lambda shape, k: ReputationPolicy(
-            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device),
+            shape, kind=config.policy, hidden=config.hidden, seed=k, device=self.device,
+            shared=config.share_policy),
             self.batch_shape, seeds)
         groups = [{"params": list(self.policy.parameters()), "lr": config.lr}]
         self.value = None

@@ -6,6 +6,7 @@
     python benchmarks/learner_speed.py compile [--horizon 50]   # torch.compile: minutes
     python benchmarks/learner_speed.py to-reference [--seeds 3] [--budget 2000] [--tuning FILE]
     python benchmarks/learner_speed.py to-reference --kernels both      # and the kernels' cost
+    python benchmarks/learner_speed.py lookahead [--scenarios many-learners-v0 ...]
 
 ``scaling`` times one RG update (refit the estimators on 10 rounds of public record from 16
 games, then ``steps_per_update`` gradient steps through an H-round unroll) and prints the
@@ -41,6 +42,12 @@ median wall time and interactions, and the ratio of the medians to RG's. ``--ker
 the measurement in child processes, alternately with torch's vectorised CPU kernels and with the
 portable ones that the ``reciprocity`` command selects (``ATEN_CPU_CAPABILITY=default``), and
 prints portable / vectorised per algorithm.
+
+``lookahead`` is the cost of the learning-aware RG (``rg-la``): one update (refit and
+``steps_per_update`` gradient steps, defaults, 16 games, one seed) of rg-la with 1 and 2
+lookahead steps against RG's on the same rollout, interleaved (rg, rg-la L=1, rg-la L=2, rg,
+...), on the multi-learner scenarios (target: rg-la's update at most 5x RG's on
+many-learners-v0).
 
 Prints tables and a final JSON line; asserts nothing.
 """
@@ -309,6 +316,36 @@ def cmd_profile(args) -> dict:
     return {"benchmark": "learner_profile", "rounds": args.rounds, "scenarios": out}
 
 
+def cmd_lookahead(args) -> dict:
+    """Median seconds of one update of rg and of rg-la (L = 1, 2) on one rollout, interleaved."""
+    from reciprocity.agents.rg_la import LearningAwareRG, RGLAConfig
+    out = {}
+    for scenario in args.scenarios:
+        env_config = get_scenario(scenario).env_config
+        shape = (1, env_config.focal_slots.size)
+        learners = {"rg": ReciprocityGradient(RGConfig(), env_config, shape),
+                    **{f"rg-la L={k}": LearningAwareRG(RGLAConfig(lookahead_steps=k),
+                                                       env_config, shape) for k in (1, 2)}}
+        game = VectorGame(env_config, 16, seed=0)
+        game.reset()
+        rollout = collect(game, learners["rg"].policy, RGConfig().rounds_per_update,
+                          np.random.default_rng(0), 1)
+        times = {name: [] for name in learners}
+        for repeat in range(args.repeats + 1):
+            for name, learner in learners.items():
+                t0 = time.perf_counter()
+                learner.update(rollout)
+                if repeat:  # the first round is a warm-up
+                    times[name].append(time.perf_counter() - t0)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        print(f"{scenario}: one update (defaults, 16 games, 1 seed), median of {args.repeats}")
+        for name, seconds in medians.items():
+            print(f"  {name:>10s} {seconds * 1e3:8.1f} ms  x{seconds / medians['rg']:.1f} rg")
+        out[scenario] = {"seconds": medians,
+                         "ratio": {k: v / medians["rg"] for k, v in medians.items()}}
+    return {"benchmark": "lookahead_cost", "repeats": args.repeats, "scenarios": out}
+
+
 def cmd_compile(args) -> dict:
     """torch.compile of RG's objective (forward and backward): time of the first call (the
     compilation) and of a step afterwards, against the eager fused step, same process."""
@@ -523,6 +560,11 @@ def main():
     p.add_argument("--horizon", type=int, default=RGConfig().horizon)
     p.add_argument("--repeats", type=int, default=20)
     p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("lookahead")
+    p.add_argument("--scenarios", nargs="+",
+                   default=["many-learners-v0", "many-learners-audit-v0"])
+    p.add_argument("--repeats", type=int, default=20)
+    p.set_defaults(func=cmd_lookahead)
     p = sub.add_parser("to-reference")
     p.add_argument("--scenarios", nargs="+", default=list(TARGET_SCENARIOS))
     p.add_argument("--seeds", type=int, default=3)

@@ -227,6 +227,7 @@ def _check_resume_options(args, run) -> None:
             ("--eval-envs", args.eval_envs, "eval_envs", run.eval_envs),
             ("--eval-rounds", args.eval_rounds, "eval_rounds", run.resolved_eval_rounds()),
             ("--init", args.init, "init_policy", run.init_policy),
+            ("--init-mix", args.init_mix, "init_mix", run.init_mix),
             ("--warmup", args.warmup, "warmup", run.warmup)):
         if given is not None and given != stored:
             refuse(option, given, f"{name} {stored}")
@@ -290,6 +291,7 @@ def _cmd_train(args) -> int:
             if value is not None}
         config = TrainConfig(scenario=scenario, seeds=seeds, algo_config=_overrides(args.set),
                              init_policy=args.init, warmup=args.warmup or 0,
+                             init_mix=1.0 if args.init_mix is None else args.init_mix,
                              warmup_strategy=args.warmup_strategy, **options)
         out, resume = Path(args.out), False
     metrics = train(config, out, resume=resume, overwrite=args.overwrite,
@@ -531,9 +533,12 @@ def _cmd_benchmark(args) -> int:
     stages = args.stages or list(STAGES)
     institutions = {**(QUICK if args.quick else {}),
                     **{k: overrides[k] for k in ("algos", "seeds") if k in overrides}}
-    if args.algos:  # the larger variant too runs only the algorithms asked for
+    if args.algos:  # the larger variant, the shared rows and the map too run only those
         large = tuple(a for a in InstitutionsConfig.large_algos if a in args.algos)
         institutions.update(large_algos=large, **({} if large else {"large": None}))
+        institutions.update({name: tuple(a for a in getattr(InstitutionsConfig, name)
+                                         if a in args.algos)
+                             for name in ("added_algos", "shared_algos", "basin_algos")})
     overrides["institutions"] = InstitutionsConfig(**institutions) \
         if "institutions" in stages else None
     if "world" not in stages:
@@ -761,6 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="STRATEGY",
                    help="start every learner from a strategy, e.g. disc+L6 (tabular policies; "
                         "default: uniform 0.5)")
+    p.add_argument("--init-mix", type=float, metavar="LAMBDA",
+                   help="start at a mix of the uniform policy and --init: P = 0.5 + LAMBDA "
+                        "(P_init - 0.5), LAMBDA in [0, 1] (default: 1, the strategy itself)")
     p.add_argument("--warmup", type=_rounds, metavar="W",
                    help="several learners: each first trains W rounds alone, the other learner "
                         "slots played by --warmup-strategy, then all train together; the W "

@@ -106,18 +106,40 @@ class InstitutionsConfig:
     large_rounds: int = 200
     large_warmup: int = 100
     large_num_envs: int = 8
+    # rows added under some institutions only (where the question is; they cost more): these
+    # algorithms from every start, and parameter sharing (one policy for all learners, each its
+    # own loss) for shared_algos, from every start but the warm-up (which trains each learner
+    # alone)
+    added_institutions: tuple[str, ...] = ("plain", "audit-0.3", "majority-3")
+    added_algos: tuple[str, ...] = ("rg-la",)
+    shared_algos: tuple[str, ...] = ("rg", "ppo")
+    # the basin-of-attraction map: every learner starts at P = 0.5 + lam (ideal - 0.5) for each
+    # lam of basin_mixes (no warm-up), under these institutions, for these algorithms, trained
+    # basin_rounds rounds; () skips it
+    basin_mixes: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(11))
+    basin_institutions: tuple[str, ...] = ("plain", "audit-0.3", "majority-3")
+    basin_algos: tuple[str, ...] = ("rg", "rg-la", "ppo", "reinforce")
+    basin_rounds: int = 400
 
     def __post_init__(self):
         from .agents.checks import check_int
 
-        for name in ("institutions", "starts", "algos", "large_starts", "large_algos"):
+        for name in ("institutions", "starts", "algos", "large_starts", "large_algos",
+                     "added_institutions", "added_algos", "shared_algos", "basin_mixes",
+                     "basin_institutions", "basin_algos"):
             setattr(self, name, tuple(getattr(self, name)))
         for name, known in (("institutions", INSTITUTIONS), ("starts", STARTS),
-                            ("large_starts", STARTS)):
+                            ("large_starts", STARTS), ("basin_institutions", INSTITUTIONS),
+                            ("added_institutions", INSTITUTIONS)):
             unknown = [v for v in getattr(self, name) if v not in known]
             if unknown:
                 raise ValueError(f"institutions.{name}: unknown {unknown}; known: {list(known)}")
-        for algo in (*self.algos, *self.large_algos):
+        from .agents.checks import check_real
+
+        self.basin_mixes = tuple(check_real("institutions.basin_mixes", m, 0.0, 1.0)
+                                 for m in self.basin_mixes)
+        for algo in (*self.algos, *self.large_algos, *self.added_algos, *self.shared_algos,
+                     *self.basin_algos):
             try:
                 get_algorithm(algo)
             except ValueError as err:
@@ -126,7 +148,8 @@ class InstitutionsConfig:
         if self.large is not None and self.large not in INSTITUTIONS:
             raise ValueError(f"institutions.large: unknown {self.large!r}; known: "
                              f"{list(INSTITUTIONS)}")
-        for name in ("seeds", "rounds", "num_envs", "large_rounds", "large_num_envs"):
+        for name in ("seeds", "rounds", "num_envs", "large_rounds", "large_num_envs",
+                     "basin_rounds"):
             setattr(self, name, check_int(f"institutions.{name}", getattr(self, name),
                                           minimum=1))
         self.eval_envs = check_int("institutions.eval_envs", self.eval_envs, minimum=2)
@@ -151,7 +174,8 @@ class InstitutionsConfig:
 #: budgets; not the larger variant (its burn-in alone takes half a minute; the tests run the
 #: same code path on a small scenario).
 QUICK = dict(institutions=("plain", "audit-0.3"), seeds=2, rounds=20, warmup=10, num_envs=4,
-             eval_envs=16, large=None)
+             eval_envs=16, large=None, added_institutions=("audit-0.3",),
+             basin_mixes=(0.0, 1.0), basin_institutions=("audit-0.3",), basin_rounds=20)
 
 
 def institution_scenario(institution: str) -> Scenario:
@@ -187,33 +211,72 @@ def honesty(policy: dict, ref: dict) -> float:
 
 
 def institution_cells(cfg: InstitutionsConfig, tuning: dict | None) -> list[Cell]:
-    """Every (institution, start, algorithm), and the larger variant's; ``meta``: institution,
-    start, algo, scenario, params."""
+    """Every (institution, start, algorithm), the shared-policy rows, the larger variant's, and
+    the basin map's (institution, mix, algorithm); ``meta``: institution, start, algo,
+    scenario, params, shared, mix, part (``"main"`` or ``"basin"``)."""
     from .train import TrainConfig
 
-    grid = [(i, s, a, cfg.rounds, cfg.warmup, cfg.num_envs)
+    # (institution, start, algo, shared, mix, rounds, warm-up, games, part)
+    grid = [(i, s, a, False, None, cfg.rounds, cfg.warmup, cfg.num_envs, "main")
             for i, s, a in itertools.product(cfg.institutions, cfg.starts, cfg.algos)]
+    added = [i for i in cfg.institutions if i in cfg.added_institutions]
+    grid += [(i, s, a, False, None, cfg.rounds, cfg.warmup, cfg.num_envs, "main")
+             for i, s, a in itertools.product(added, cfg.starts, cfg.added_algos)
+             if a not in cfg.algos]
+    grid += [(i, s, a, True, None, cfg.rounds, cfg.warmup, cfg.num_envs, "main")
+             for i, s, a in itertools.product(added, cfg.starts, cfg.shared_algos)
+             if s != "warmup"]
     if cfg.large is not None:
-        grid += [(cfg.large, s, a, cfg.large_rounds, cfg.large_warmup, cfg.large_num_envs)
+        grid += [(cfg.large, s, a, False, None, cfg.large_rounds, cfg.large_warmup,
+                  cfg.large_num_envs, "main")
                  for s, a in itertools.product(cfg.large_starts, cfg.large_algos)]
+    grid += [(i, "mix", a, False, m, cfg.basin_rounds, 0, cfg.num_envs, "basin")
+             for i, a, m in itertools.product(cfg.basin_institutions, cfg.basin_algos,
+                                              cfg.basin_mixes)]
     scenarios = {i: institution_scenario(i) for i in dict.fromkeys(g[0] for g in grid)}
     cells = []
-    for institution, start, algo, rounds, warmup, num_envs in grid:
+    for institution, start, algo, shared, mix, rounds, warmup, num_envs, part in grid:
         scenario, algorithm = scenarios[institution], get_algorithm(algo)
-        try:
-            params = selected_params(tuning, algorithm.name, "tabular", rounds)
-        except ValueError:  # not tuned at this budget: the defaults
-            params = {}
+        params = tuned_params(tuning, algorithm, rounds)
+        if shared:
+            params = {**params, "share_policy": True}
+        init = ideal_start(scenario) if start == "ideal" or (start == "mix" and mix) else None
         config = TrainConfig(
             scenario, algo=algorithm.locator, seeds=tuple(range(cfg.seeds)), rounds=rounds,
             num_envs=num_envs, eval_envs=cfg.eval_envs, algo_config=params,
-            warmup=warmup if start == "warmup" else 0,
-            init_policy=ideal_start(scenario) if start == "ideal" else None,
+            warmup=warmup if start == "warmup" else 0, init_policy=init,
+            init_mix=mix if init is not None and start == "mix" else 1.0,
             checkpoint_every=0, save_checkpoint=False, tensorboard=False)
-        cells.append(Cell(config, f"runs/{institution}/{start}/{algorithm.name}", {
+        name = algorithm.name + ("-shared" if shared else "")
+        run_dir = f"runs/{institution}/{start}/{name}" if part == "main" else \
+            f"runs/basin/{institution}/{mix:.2f}/{name}"
+        cells.append(Cell(config, run_dir, {
             "institution": institution, "start": start, "algo": algorithm.name,
-            "scenario": scenario, "params": params}))
+            "scenario": scenario, "params": params, "shared": shared, "mix": mix,
+            "part": part}))
     return cells
+
+
+def tuned_params(tuning: dict | None, algorithm, rounds: int) -> dict:
+    """An algorithm's tuned configuration at ``rounds`` (tabular), or ``{}`` (its defaults)
+    where the tuning has none. A learner that extends another (``tuned_like``, e.g. rg-la:
+    RG plus a lookahead, which the tuning's single-learner scenarios cannot tune because there
+    it is RG) takes the other's selection for the hyper-parameters they share."""
+    for name in (algorithm.name, getattr(algorithm.learner, "tuned_like", None)):
+        if name is None:
+            continue
+        try:
+            params = selected_params(tuning, name, "tabular", rounds)
+        except ValueError:  # not tuned at this budget
+            continue
+        fields = {f.name for f in dataclasses.fields(algorithm.config)}
+        return {k: v for k, v in params.items() if k in fields}
+    return {}
+
+
+def row_label(record: dict) -> str:
+    """An algorithm row's name in tables and figures: ``rg``, or ``rg, shared policy``."""
+    return record["algo"] + (", shared policy" if record.get("shared") else "")
 
 
 def run_institutions(cfg: InstitutionsConfig, out: str | Path, *,
@@ -251,20 +314,24 @@ def run_institutions(cfg: InstitutionsConfig, out: str | Path, *,
             cell.config = dataclasses.replace(cell.config, eval_rounds=ref["rounds"],
                                               eval_burn_in=ref["burn_in"])
         metrics = engine.train(cells, out, desc="institution runs")
-        records = [_record(cell, m, refs[cell.meta["scenario"].id], out)
-                   for cell, m in zip(cells, metrics, strict=True)]
-        results = {"config": cfg.to_dict(), "records": records,
+        built = [_record(cell, m, refs[cell.meta["scenario"].id], out)
+                 for cell, m in zip(cells, metrics, strict=True)]
+        records = [r for r, c in zip(built, cells, strict=True) if c.meta["part"] == "main"]
+        basin = [r for r, c in zip(built, cells, strict=True) if c.meta["part"] == "basin"]
+        results = {"config": cfg.to_dict(), "records": records, "basin": basin,
                    "tuning": "defaults" if tuning is None else "tuned (tuning.json)",
                    "wall_seconds": time.perf_counter() - start, **engine.describe(),
                    "command": command or f"reciprocity benchmark --out {out.parent.as_posix()} "
                                          "--stages institutions --overwrite"}
         write_json(out / "results.json", results)
         plot_institutions(out / "institutions.png", records)
+        if basin:
+            plot_basin(out / "basin.png", basin)
         if doc is not None:
-            figure = os.path.relpath((out / "institutions.png").resolve(),
-                                     Path(doc).resolve().parent)
+            folder_rel = Path(os.path.relpath(out.resolve(), Path(doc).resolve().parent))
             write_block(doc, SECTION_START, SECTION_END,
-                        section(results, figure=Path(figure).as_posix()))
+                        section(results, figure=(folder_rel / "institutions.png").as_posix(),
+                                basin_figure=(folder_rel / "basin.png").as_posix()))
         folder.complete()
     return results
 
@@ -279,6 +346,7 @@ def _record(cell: Cell, metrics: list[dict], ref: dict, out: Path) -> dict:
         s["honesty"] = h
     performance = [s["reference_performance"] for s in record["per_seed"]]
     record.update(institution=meta["institution"], start=meta["start"],
+                  shared=meta["shared"], mix=meta["mix"],
                   init_policy=cell.config.init_policy, warmup=cell.config.warmup,
                   honesty=interval(honest, bounded=True),
                   worst_seed_performance=float(min(performance)), run=cell.run_dir)
@@ -300,7 +368,7 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
     plt = pyplot()
     starts = list(dict.fromkeys(r["start"] for r in records))
     institutions = list(dict.fromkeys(r["institution"] for r in records))
-    algos = list(dict.fromkeys(r["algo"] for r in records))
+    algos = list(dict.fromkeys(row_label(r) for r in records))
     fig_width = 4.6 * len(starts) + 0.8
     fig, axes = plt.subplots(2, len(starts), figsize=(fig_width, 7.2),
                              squeeze=False, sharey="row", layout="constrained")
@@ -314,8 +382,9 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
             ax = axes[row][col]
             for j, algo in enumerate(algos):
                 for i, institution in enumerate(institutions):
-                    r = next((r for r in records if (r["start"], r["institution"], r["algo"])
-                              == (start, institution, algo)), None)
+                    r = next((r for r in records if (r["start"], r["institution"],
+                                                     row_label(r)) == (start, institution, algo)),
+                             None)
                     x = i + (j - (len(algos) - 1) / 2) * width
                     if r is None:  # said so: a missing bar would read as a zero
                         ax.text(x, 0.03, NOT_RUN, rotation=90, ha="center", va="bottom",
@@ -323,11 +392,13 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
                         continue
                     seeds = [s[key] for s in r["per_seed"]]
                     mean = float(np.mean(seeds))
-                    ax.bar(x, mean, width * 0.9, color=colour(algo), alpha=0.55,
+                    # a shared policy: the algorithm's colour, hatched
+                    ax.bar(x, mean, width * 0.9, color=colour(r["algo"]), alpha=0.55,
+                           hatch="//" if r.get("shared") else None,
                            label=algo if i == 0 else None)
                     # the mean as a line of the algorithm's colour: a zero is a visible line
-                    ax.plot([x - width * 0.45, x + width * 0.45], [mean, mean], color=colour(algo),
-                            lw=2.2, solid_capstyle="butt")
+                    ax.plot([x - width * 0.45, x + width * 0.45], [mean, mean],
+                            color=colour(r["algo"]), lw=2.2, solid_capstyle="butt")
                     ax.plot([x] * len(seeds), seeds, "k.", ms=3)
             ax.axhline(1.0, color="k", lw=0.8)
             ax.axhline(0.0, color="0.6", lw=0.6)
@@ -352,7 +423,81 @@ def plot_institutions(path: Path, records: list[dict]) -> Path:
 
 
 # -- the section -------------------------------------------------------------------------------
-def section(results: dict, figure: str = "results/institutions/institutions.png") -> str:
+def plot_basin(path: Path, records: list[dict]) -> Path:
+    """The basin-of-attraction map: per institution (columns) the mean fraction of the ideal
+    (top) and the share of seeds at >= 90% of it (bottom) against the start's mix lambda of
+    the ideal discriminator, one line per algorithm."""
+    plt = pyplot()
+    institutions = list(dict.fromkeys(r["institution"] for r in records))
+    algos = list(dict.fromkeys(r["algo"] for r in records))
+    fig_width = 3.8 * len(institutions) + 0.8
+    fig, axes = plt.subplots(2, len(institutions), figsize=(fig_width, 6.4), squeeze=False,
+                             sharex=True, sharey="row", layout="constrained")
+    for col, institution in enumerate(institutions):
+        for algo in algos:
+            rows = sorted((r for r in records if (r["institution"], r["algo"])
+                           == (institution, algo)), key=lambda r: r["mix"])
+            mixes = [r["mix"] for r in rows]
+            fractions = [[s["reference_performance"] for s in r["per_seed"]] for r in rows]
+            axes[0][col].plot(mixes, [np.mean(f) for f in fractions], "o-", ms=3,
+                              color=colour(algo), label=algo)
+            axes[1][col].plot(mixes, [np.mean([x >= BASIN_TARGET for x in f])
+                                      for f in fractions], "o-", ms=3, color=colour(algo))
+        axes[0][col].set_title(INSTITUTIONS[institution][0], fontsize=10)
+        axes[1][col].set_xlabel("start: mix of the ideal discriminator (0 = uniform)", fontsize=8)
+        for row in (0, 1):
+            axes[row][col].axhline(1.0, color="k", lw=0.6)
+            axes[row][col].set_ylim(-0.05, 1.08)
+    axes[0][0].set_ylabel("payoff / ideal discriminators' payoff\n(mean over seeds)",
+                          fontsize=8)
+    axes[1][0].set_ylabel(f"share of seeds at >= {BASIN_TARGET:.0%}\nof the ideal", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle(wrapped("How much of the answer does each learner need? Learners started at "
+                         "a mix of the uniform policy and the ideal discriminator",
+                         fig_width, fontsize=10), fontsize=10)
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+#: A basin-map seed "ends at the ideal" at this fraction of its payoff.
+BASIN_TARGET = 0.9
+
+
+def basin_lines(results: dict, figure: str) -> list[str]:
+    """The basin map's part of the block: a table (per institution and algorithm, per mix:
+    seeds at >= 90% of the ideal / mean fraction) and the figure."""
+    cfg, records = results["config"], results["basin"]
+    mixes = sorted({r["mix"] for r in records})
+    lines = [
+        "**How much of the answer each learner needs** (the basin-of-attraction map). Every "
+        "learner starts at P = 0.5 + λ (P_ideal − 0.5), a mix λ of the uniform policy and the "
+        "ideal discriminator (its probabilities clipped to 0.05 / 0.95), with no warm-up, and "
+        f"trains {cfg['basin_rounds']} rounds ({cfg['seeds']} seeds x {cfg['num_envs']} games, "
+        "default hyper-parameters). Each cell: seeds that end at >= "
+        f"{BASIN_TARGET:.0%} of the ideal discriminators' payoff / the mean fraction of it.",
+        "",
+        "| institution | algorithm | " + " | ".join(f"λ = {m:g}" for m in mixes) + " |",
+        "|" + " --- |" * (2 + len(mixes))]
+    for institution in dict.fromkeys(r["institution"] for r in records):
+        for algo in dict.fromkeys(r["algo"] for r in records):
+            cells = []
+            for m in mixes:
+                r = next((r for r in records if (r["institution"], r["algo"], r["mix"])
+                          == (institution, algo, m)), None)
+                if r is None:
+                    cells.append(NOT_RUN)
+                    continue
+                f = [s["reference_performance"] for s in r["per_seed"]]
+                cells.append(f"{sum(x >= BASIN_TARGET for x in f)}/{len(f)} · {np.mean(f):.2f}")
+            lines.append(f"| {INSTITUTIONS[institution][0]} | {algo} | " + " | ".join(cells)
+                         + " |")
+    return [*lines, "", f"![basin of attraction]({figure})"]
+
+
+def section(results: dict, figure: str = "results/institutions/institutions.png",
+            basin_figure: str = "results/institutions/basin.png") -> str:
     """The generated block (without its markers): what was run, the table, the targets."""
     cfg, records = results["config"], results["records"]
     tuned = "each algorithm's default hyper-parameters" if results["tuning"] == "defaults" \
@@ -364,7 +509,8 @@ def section(results: dict, figure: str = "results/institutions/institutions.png"
         "audits by stern judging) from each start (from scratch: every probability 0.5; "
         "warm-up: each learner first trains alone among ideal discriminators; ideal start: "
         "every learner starts as the ideal discriminator, `--init disc+L6`, its probabilities "
-        f"clipped to 0.05 / 0.95), for {', '.join(cfg['algos'])}; "
+        f"clipped to 0.05 / 0.95), for {', '.join(cfg['algos'])}"
+        + _added_words(cfg) + "; "
         f"{cfg['seeds']} seeds x {cfg['num_envs']} games, {cfg['rounds']} rounds per learner "
         f"in each game (a warm-up's {cfg['warmup']} included), {tuned}."
         + (f" The larger variant ({INSTITUTIONS[cfg['large']][0]}: 35 learners + 15 "
@@ -382,13 +528,31 @@ def section(results: dict, figure: str = "results/institutions/institutions.png"
     ]
     for r in records:
         lines.append(
-            f"| {INSTITUTIONS[r['institution']][0]} | {STARTS[r['start']]} | {r['algo']} | "
+            f"| {INSTITUTIONS[r['institution']][0]} | {STARTS[r['start']]} | {row_label(r)} | "
             f"{format_interval(r['per_interaction_payoff'])} | {r['reference_payoff']:.3f} | "
             f"{format_interval(r['reference_performance'])} | "
             f"{r['worst_seed_performance']:.3f} | {format_interval(r['honesty'])} | "
             f"{seed_words(r, 'action')} | {seed_words(r, 'signal')} |")
     lines += ["", *_targets(records), "", f"![institutions]({figure})"]
+    if results.get("basin"):
+        lines += ["", *basin_lines(results, basin_figure)]
     return "\n".join(lines)
+
+
+def _added_words(cfg: dict) -> str:
+    """What the rows run under some institutions only are, in words."""
+    parts = []
+    if cfg.get("added_algos"):
+        parts.append(", ".join(cfg["added_algos"]))
+    if cfg.get("shared_algos"):
+        parts.append(f"{', '.join(cfg['shared_algos'])} with one policy shared by all "
+                     "learners (each learner's loss its own payoff, `--set share_policy=true`; "
+                     "not after a warm-up, which trains every learner alone)")
+    added = [INSTITUTIONS[i][0] for i in cfg["institutions"]
+             if i in cfg.get("added_institutions", ())]
+    if not parts or not added:
+        return ""
+    return f", and under {'; '.join(added)} also {' and '.join(parts)}"
 
 
 def _targets(records: list[dict]) -> list[str]:

@@ -164,14 +164,16 @@ def run_world_study(cfg: WorldStudyConfig, out: str | Path, *,
 
 
 def relative_to_oracle(records: list[dict]) -> dict:
-    """model -> scenario -> the model's payoff / the oracle's (means over seeds)."""
+    """model -> scenario -> the model's payoff / the oracle's (means over seeds); None where
+    the oracle's payoff is not positive (e.g. all-defectors-v0: nobody gives, the ratio has no
+    meaning)."""
     oracle = {r["scenario"]: r["per_interaction_payoff"]["mean"] for r in records
               if r["model"] == "oracle"}
     out: dict[str, dict] = {}
     for r in records:
         base = oracle[r["scenario"]]
         out.setdefault(r["model"], {})[r["scenario"]] = \
-            r["per_interaction_payoff"]["mean"] / base if base > 0 else float("nan")
+            r["per_interaction_payoff"]["mean"] / base if base > 0 else None
     return out
 
 
@@ -197,14 +199,15 @@ def section(results: dict) -> str:
         rows = [r for r in records if r["model"] == model]
         fractions = [r["reference_performance"]["mean"] for r in rows
                      if r["reference_payoff"] > 0]
-        ratios = [v for v in relative[model].values() if v == v]
+        ratios = [v for v in relative[model].values() if v is not None]
         within = sum(abs(v - 1) <= TARGET for v in ratios)
         lines.append(f"| {MODELS[model][0]} | {np.mean(fractions):.3f} "
                      f"[{min(fractions):.3f}] | {min(ratios):.4f} | {max(ratios):.4f} | "
                      f"{within} / {len(ratios)} |")
     if "learned" in relative:
-        worst = min(relative["learned"].items(), key=lambda kv: kv[1] if kv[1] == kv[1] else 1)
-        ok = all(abs(v - 1) <= TARGET for v in relative["learned"].values() if v == v)
+        defined = {k: v for k, v in relative["learned"].items() if v is not None}
+        worst = min(defined.items(), key=lambda kv: kv[1])
+        ok = all(abs(v - 1) <= TARGET for v in defined.values())
         lines += ["", f"- Target (the learned model within 1% of the oracle's payoff on every "
                       f"single-learner scenario): smallest ratio {worst[1]:.4f} ({worst[0]}) — "
                       f"{'met' if ok else 'not met'}."]

@@ -37,6 +37,9 @@ differ: progress.csv then holds each seed's own value.
   ``{policy class: values}`` where they differ per class (a class left out does not search it)
   (default: no search, the defaults);
 * ``colour``: its colour in figures (default: one from a palette, by name);
+* ``tuned_like`` (optional): the name of an algorithm whose tuned configuration a study takes
+  (for the hyper-parameters the two share) where the tuning has none of this one's (rg-la:
+  RG's, since the tuning's single-learner scenarios cannot tune its lookahead);
 * ``sample_based``: whether it learns from sampled returns only — the learners the collapse
   claim of the claim map is about (default False);
 * ``relative_cost(config, num_agents) -> float`` (static or class method, optional): the cost of
@@ -47,8 +50,9 @@ differ: progress.csv then holds each seed's own value.
 * ``memory_parts(config, num_seeds, num_envs, env_config) -> dict`` (optional): its own large
   allocations, ``{option: (description, bytes)}``, added to the run's memory estimate.
 
-**The registry.** The built-in algorithms (``rg``, ``ppo``, ``reinforce``), those registered with
-:func:`register`, and those of installed packages (the entry-point group
+**The registry.** The shipped algorithms (``rg``, ``ppo``, ``reinforce``, which every study
+compares by default, and ``rg-la``, the learning-aware RG, which the studies of several learners
+add), those registered with :func:`register`, and those of installed packages (the entry-point group
 ``reciprocity.learners``, each entry a learner class) are known by name. Anywhere an algorithm
 name is accepted, a locator works too: ``MODULE:CLASS`` (a module on the Python path) or
 ``path/to/file.py:CLASS`` — the class is loaded and declared on the spot (see
@@ -70,8 +74,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from .locate import canonical, is_locator, load_object
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "LEARNING_RATES", "POLICY_CLASSES",
-           "ROUNDS_PER_UPDATE", "Algorithm", "Learner", "algorithm_names", "colour", "declare",
-           "get_algorithm", "lookup", "rank", "register", "sample_based"]
+           "ROUNDS_PER_UPDATE", "SHIPPED", "Algorithm", "Learner", "algorithm_names", "colour",
+           "declare", "get_algorithm", "lookup", "rank", "register", "sample_based"]
 
 #: Policy classes of :class:`~reciprocity.agents.policy.ReputationPolicy`.
 POLICY_CLASSES = ("tabular", "mlp")
@@ -79,10 +83,13 @@ POLICY_CLASSES = ("tabular", "mlp")
 LEARNING_RATES = {"tabular": (0.01, 0.03, 0.1, 0.3, 1.0), "mlp": (0.001, 0.003, 0.01, 0.03, 0.1)}
 #: Rounds per update the built-in learners search (a tuning keeps those dividing every budget).
 ROUNDS_PER_UPDATE = (5, 10, 25, 50)
-#: The built-in algorithms, in the order of tables and figures.
+#: The built-in algorithms every study compares by default, in the order of tables and figures.
 BUILTIN = {"rg": "reciprocity.agents.rg:ReciprocityGradient",
            "ppo": "reciprocity.baselines.ppo:PPO",
            "reinforce": "reciprocity.baselines.reinforce:Reinforce"}
+#: Every learner the package ships, known by name: :data:`BUILTIN`, then those a study adds where
+#: they are the question (rg-la, the learning-aware RG: where several learners learn together).
+SHIPPED = {**BUILTIN, "rg-la": "reciprocity.agents.rg_la:LearningAwareRG"}
 ENTRY_POINT_GROUP = "reciprocity.learners"
 #: Colours of algorithms that declare none (picked by name, stable across runs).
 PALETTE = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:red",
@@ -157,7 +164,7 @@ class Algorithm:
 
     def search_key(self) -> int:
         """A stable integer of the algorithm, to seed the draw of its tuning candidates."""
-        if self.order < len(BUILTIN):
+        if self.order < len(SHIPPED):
             return self.order
         return int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16)
 
@@ -229,7 +236,7 @@ def declare(cls, *, locator: str | None = None, order: int | None = None) -> Alg
                      tuning=tuning, colour=colour,
                      sample_based=bool(getattr(cls, "sample_based", False)),
                      locator=locator or name,
-                     order=len(BUILTIN) + len(_registered) if order is None else order)
+                     order=len(SHIPPED) + len(_registered) if order is None else order)
 
 
 _registered: dict[str, Algorithm] = {}   # name -> algorithm (built-ins loaded on first use)
@@ -247,7 +254,7 @@ def register(cls) -> type:
     if taken is not None:
         if taken.learner is cls:
             return cls
-        if _qualified(taken.learner) != _qualified(cls) or taken.order < len(BUILTIN):
+        if _qualified(taken.learner) != _qualified(cls) or taken.order < len(SHIPPED):
             raise ValueError(f"algo: the name {algorithm.name!r} is taken by "
                              f"{_qualified(taken.learner)}")
         # the same class defined again (a notebook cell run twice): the new one replaces it
@@ -261,7 +268,7 @@ def _qualified(cls) -> str:
 
 
 def _builtins() -> None:
-    for k, (name, locator) in enumerate(BUILTIN.items()):
+    for k, (name, locator) in enumerate(SHIPPED.items()):
         if name not in _registered:
             _registered[name] = declare(load_object(locator, "algo"), order=k)
 

@@ -6,7 +6,8 @@ A run folder is the truth about a run. ``train``, ``benchmark``, ``sweep``, ``re
 * **Manifest.** ``run.json`` says what the folder holds: ``kind`` (``"train"``, ...), the full
   ``config``, its ``identity`` (SHA-256 of kind and config: two runs with the same identity
   compute the same results), ``status`` (``"running"`` until the last result is written, then
-  ``"complete"``), the package version and times.
+  ``"complete"``; ``"interrupted"`` after Ctrl-C and ``"failed"`` after an error that leaves
+  the run folder's ``with`` block), the package version and times.
 * **Guard** (:func:`open_run`). A folder holding a *different* run is refused unless
   ``overwrite`` (which clears it first) or, for training, ``resume``. A folder holding the same
   run is cleared and run again, except an unfinished training run, which must be resumed or
@@ -474,9 +475,12 @@ class RunFolder:
         self.previous_status: str | None = None  # of the run resumed (e.g. "complete")
         self._lock_fd = lock_fd
         self.started = _now()
+        self.status: str | None = None  # the status run.json was last written with
 
     def write_manifest(self, status: str) -> None:
         from . import __version__
+
+        self.status = status
 
         write_json(self.path / MANIFEST, {
             "kind": self.kind, "identity": self.identity, "status": status,
@@ -497,7 +501,12 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # a run that stops on an error or Ctrl-C says so instead of staying "running"
+        if exc_type is not None and self.status == "running":
+            with contextlib.suppress(Exception):  # never mask the error itself
+                self.write_manifest("interrupted" if issubclass(exc_type, KeyboardInterrupt)
+                                    else "failed")
         self.close()
 
 

@@ -94,6 +94,20 @@ def warmup_seed(seed: int, learner: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(2, learner)).generate_state(1)[0])
 
 
+#: ``--init``'s tables are clipped to [1 - START_CONFIDENCE, START_CONFIDENCE] (finite logits)
+START_CONFIDENCE = 0.95
+
+
+def start_tables(strategy, mix: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The start tables of ``--init`` (action (4,), signal (8,)): the strategy's, clipped to
+    [0.05, 0.95], mixed with the uniform policy, P = 0.5 + mix (P_strategy - 0.5)."""
+    if mix == 1.0:  # the strategy itself (set_tables clips it)
+        return strategy.action, strategy.assess
+    low = 1 - START_CONFIDENCE
+    return tuple(0.5 + mix * (np.clip(np.asarray(t, dtype=np.float64), low, 1 - low) - 0.5)
+                 for t in (strategy.action, strategy.assess))
+
+
 def _games(env_config: EnvConfig, seeds, num_envs: int):
     """``num_envs`` games per seed (reset) and one decision generator per seed; each seed has
     two streams of its own, for its games and for its learners' decisions."""
@@ -209,7 +223,8 @@ class TrainingRun:
                                                 seed=config.seeds, device=config.device)
         if config.init_policy is not None:
             start = parse_strategy(config.init_policy, field="init_policy")
-            self.learner.policy.set_tables(start.action, start.assess)
+            self.learner.policy.set_tables(*start_tables(start, config.init_mix),
+                                           confidence=START_CONFIDENCE)
         self.warm = _WarmUp(config, config.algorithm.learner, self.learner_config,
                             self.learner.policy) if self.warmup_updates else None
         self.update = 0  # updates done

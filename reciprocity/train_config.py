@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from .agents.checks import check_bool, check_int
+from .agents.checks import check_bool, check_int, check_real
 from .envs.config import BYTES_PER_GAME_SLOT, EnvConfig, check_memory, check_work
 from .envs.norms import Strategy, parse_strategy
 from .envs.scenarios import Scenario, get_scenario
 from .evaluation import evaluation_size, ideal_norm
-from .learners import BUILTIN, Algorithm, get_algorithm, register
+from .learners import SHIPPED, Algorithm, get_algorithm, register
 from .locate import is_locator
 
 __all__ = ["TrainConfig", "budget_schedule", "check_device", "check_memory_budget",
@@ -126,6 +126,9 @@ class TrainConfig:
     # "300s" = every 300 seconds, 0 = only at the end (there is always one at the end)
     checkpoint_every: int | str | None = None
     init_policy: str | None = None  # start every learner from this strategy spec (tabular)
+    # how much of it: P = 0.5 + init_mix (P_init - 0.5), P_init its tables clipped to
+    # [0.05, 0.95]; 1 = the strategy, 0 = the uniform policy (a basin-of-attraction map)
+    init_mix: float = 1.0
     warmup: int = 0  # rounds each learner first trains alone (part of rounds; see module doc)
     warmup_strategy: Any = None  # plays the other learner slots in the warm-up (default: the
     #                              ideal discriminator, DISC + the audit or background norm)
@@ -168,6 +171,10 @@ class TrainConfig:
         self.checkpoint_every = parse_checkpoint_every(self.checkpoint_every)
         if self.init_policy is not None:
             parse_strategy(self.init_policy, field="init_policy")
+        self.init_mix = check_real("init_mix", self.init_mix, 0.0, 1.0)
+        if self.init_mix != 1.0 and self.init_policy is None:
+            raise ValueError("init_mix mixes the uniform policy with init_policy; give "
+                             "init_policy too")
         self.warmup = check_int("warmup", self.warmup, minimum=0)
         self._warmup_opponent = self._check_warmup()
         self.save_checkpoint = check_bool("save_checkpoint", self.save_checkpoint)
@@ -180,6 +187,9 @@ class TrainConfig:
                              f"it has {list(self._algorithm.policy_classes)}")
         if self.init_policy is not None and policy != "tabular":
             raise ValueError("init_policy needs the tabular policy (policy='tabular')")
+        if getattr(learner_config, "share_policy", False) and self.warmup:
+            raise ValueError("share_policy: a warm-up trains every learner alone, so it cannot "
+                             "end in one shared policy; use share_policy without --warmup")
         # before the schedule is built (one entry per update) and anything is played
         check_memory_budget(self, learner_config)
         self._algorithm.check_run(learner_config, self.collections(), self.num_envs)
@@ -226,7 +236,7 @@ class TrainConfig:
         options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         options["scenario"] = self._scenario
         registered = self._algorithm.locator == self._algorithm.name and \
-            self._algorithm.name not in BUILTIN
+            self._algorithm.name not in SHIPPED
         return (_rebuild_train_config,
                 (options, self._algorithm.learner if registered else None))
 
@@ -272,6 +282,8 @@ class TrainConfig:
                 "eval_rounds": self.resolved_eval_rounds(), "eval_burn_in": self.eval_burn_in,
                 "eval_budgets": list(self.eval_budgets),
                 "algo_config": dataclasses.asdict(learner), "init_policy": self.init_policy,
+                # a full start keeps the identity runs had before init_mix existed
+                **({"init_mix": self.init_mix} if self.init_mix != 1.0 else {}),
                 "device": self.device, **self.warmup_identity()}
 
     def warmup_identity(self) -> dict:

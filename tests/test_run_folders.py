@@ -192,3 +192,23 @@ def test_attribution_entries_written_by_workers_are_listed(tmp_path, monkeypatch
     assert {f"{entry[0]}/attribution.json", f"{entry[0]}/attribution.png",
             "overview.png"} <= set(listed_files(out))
     assert unlisted(out) == []
+
+
+def test_a_run_that_stops_on_an_error_or_ctrl_c_says_so(tmp_path):
+    """A study that fails inside its run folder leaves run.json "failed" (Ctrl-C:
+    "interrupted"), not "running"; a complete run stays complete."""
+    import json as _json
+
+    from reciprocity.runfolder import open_run as _open_run
+
+    for error, status in ((ValueError("result cannot be written"), "failed"),
+                          (KeyboardInterrupt(), "interrupted")):
+        out = tmp_path / status
+        with pytest.raises(type(error)), _open_run(out, "benchmark", {"x": 1}):
+            raise error
+        assert _json.loads((out / "run.json").read_text())["status"] == status
+    out = tmp_path / "done"
+    with pytest.raises(ValueError), _open_run(out, "benchmark", {"x": 1}) as folder:
+        folder.complete()
+        raise ValueError("after the end")
+    assert _json.loads((out / "run.json").read_text())["status"] == "complete"
