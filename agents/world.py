@@ -12,7 +12,8 @@ random, that signals are assessed by observers, whether an audit exists and by w
 
   - b and c from its own payoffs: a round's payoff is ``b y - c x``, x = 1 where its own donation
     was executed as C, y = 1 where its donor's was (both public), so least squares on
-    (x, y) -> payoff recovers both exactly once the learner has both given and received;
+    (x, y) -> payoff recovers both exactly once the learner has both given and received, and c
+    alone once it has given (b alone once it has received) while the other never happened;
   - e from its own intended actions (private to it) and their executions (public): the share of
     intended C executed as D;
   - mu from its own intended signals and their published versions (public): the share flipped;
@@ -27,7 +28,8 @@ random, that signals are assessed by observers, whether an audit exists and by w
 
   A rate is the posterior mean under a uniform Beta(1, 1) prior and its uncertainty the posterior
   standard deviation; b and c are exact (to the float32 precision of the recorded payoffs) once
-  identified (uncertainty 0; until then the prior b = 1, c = 0 with an uncertainty of 1). Counts
+  identified (uncertainty 0; until then the prior b = 1, c = 0 with an uncertainty of 1: a
+  learner that has never given thinks giving free, which its first donations correct). Counts
   are kept for the whole run (the numbers of a game do not drift).
 * :class:`MisspecifiedWorld` is the oracle with chosen numbers multiplied (a study of how much RG
   depends on knowing the game).
@@ -219,12 +221,17 @@ class LearnedWorld:
         out = {}
         xx, xy, yy, xr, yr = np.moveaxis(self.moments, -1, 0)
         det = xx * yy - xy * xy
-        known = det > 1e-9
+        both = det > 1e-9
+        # one of them alone where the learner has only given (never received: nobody helps
+        # it, e.g. among unconditional defectors) or only received (never given)
+        gave = ~both & (xx > 0.5) & (yy < 0.5)
+        received = ~both & (yy > 0.5) & (xx < 0.5)
         with np.errstate(divide="ignore", invalid="ignore"):
-            minus_c = np.where(known, (xr * yy - yr * xy) / det, 0.0)
-            b = np.where(known, (yr * xx - xr * xy) / det, 1.0)
-        exact = np.where(known, 0.0, 1.0)  # exact once identified; before, the prior's scale
-        out["benefit"], out["cost"] = (b, exact), (np.where(known, -minus_c, 0.0), exact)
+            c = np.where(both, -(xr * yy - yr * xy) / det, np.where(gave, -xr / xx, 0.0))
+            b = np.where(both, (yr * xx - xr * xy) / det, np.where(received, yr / yy, 1.0))
+        # exact once identified; before, the prior's scale
+        out["benefit"] = (b, np.where(both | received, 0.0, 1.0))
+        out["cost"] = (c, np.where(both | gave, 0.0, 1.0))
         for name, counts in self.counts.items():
             s, n = counts[..., 0], counts[..., 1]
             a, bb = 1 + s, 1 + n - s

@@ -470,13 +470,17 @@ def basin_lines(results: dict, figure: str) -> list[str]:
     seeds at >= 90% of the ideal / mean fraction) and the figure."""
     cfg, records = results["config"], results["basin"]
     mixes = sorted({r["mix"] for r in records})
+    tuned = "each algorithm's default hyper-parameters" if results["tuning"] == "defaults" \
+        else "the hyper-parameters the tuning selected at that budget (rg-la: RG's, its " \
+             "lookahead's defaults)"
     lines = [
         "**How much of the answer each learner needs** (the basin-of-attraction map). Every "
         "learner starts at P = 0.5 + λ (P_ideal − 0.5), a mix λ of the uniform policy and the "
         "ideal discriminator (its probabilities clipped to 0.05 / 0.95), with no warm-up, and "
         f"trains {cfg['basin_rounds']} rounds ({cfg['seeds']} seeds x {cfg['num_envs']} games, "
-        "default hyper-parameters). Each cell: seeds that end at >= "
-        f"{BASIN_TARGET:.0%} of the ideal discriminators' payoff / the mean fraction of it.",
+        f"{tuned}). Each cell: seeds that end at >= "
+        f"{BASIN_TARGET:.0%} of the ideal discriminators' payoff / the mean fraction of it "
+        "(a negative fraction: the learners pay more for cooperating than they receive).",
         "",
         "| institution | algorithm | " + " | ".join(f"λ = {m:g}" for m in mixes) + " |",
         "|" + " --- |" * (2 + len(mixes))]
@@ -490,7 +494,8 @@ def basin_lines(results: dict, figure: str) -> list[str]:
                     cells.append(NOT_RUN)
                     continue
                 f = [s["reference_performance"] for s in r["per_seed"]]
-                cells.append(f"{sum(x >= BASIN_TARGET for x in f)}/{len(f)} · {np.mean(f):.2f}")
+                mean = f"{np.mean(f):.2f}".replace("-0.00", "0.00")  # no sign on a rounded 0
+                cells.append(f"{sum(x >= BASIN_TARGET for x in f)}/{len(f)} · {mean}")
             lines.append(f"| {INSTITUTIONS[institution][0]} | {algo} | " + " | ".join(cells)
                          + " |")
     return [*lines, "", f"![basin of attraction]({figure})"]

@@ -58,6 +58,16 @@ def test_estimates_converge_to_the_true_numbers_within_their_uncertainty(scenari
     assert np.all(deviation < 5 * sd)
 
 
+def test_a_learner_nobody_helps_still_learns_what_giving_costs():
+    """all-defectors-v0: nobody ever gives to the learner, so b cannot be told from its payoffs
+    — but c can, from its own donations (before, both stayed at the prior b = 1, c = 0 and the
+    learned model took giving for free: -0.488 per round in the world study)."""
+    env, world = long_record("all-defectors-v0", updates=5)
+    (b, b_sd), (c, c_sd) = world.estimates()["benefit"], world.estimates()["cost"]
+    assert np.all(c_sd == 0) and np.allclose(c, env.params.cost, rtol=1e-6, atol=0)
+    assert np.all(b == 1.0) and np.all(b_sd == 1.0)  # the prior, said to be one
+
+
 def test_uncertainty_shrinks_and_early_estimates_are_honest():
     _, short = long_record("L6-slow-v0", updates=2)
     _, long = long_record("L6-slow-v0", updates=40)
