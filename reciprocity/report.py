@@ -82,7 +82,8 @@ def seed_words(record: dict, head: str) -> str:
                           SIDES[head][d["side"]] if d["diagnosis"] == "constant" else
                           "undecided")
     total = len(labels)
-    counts = {k: labels.count(k) for k in sorted(set(labels), key=lambda k: -labels.count(k))}
+    # most frequent first, ties by name (a set's order changes from process to process)
+    counts = {k: labels.count(k) for k in sorted(set(labels), key=lambda k: (-labels.count(k), k))}
     unit = "" if total == len(record["per_seed"]) else " learners"
     return ", ".join(f"{k} {n}/{total}{unit}" for k, n in counts.items())
 
