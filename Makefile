@@ -75,7 +75,7 @@ bench-quick: $(STAMP)
 	$(BIN)/reciprocity benchmark --quick --out build/bench-quick --quiet
 
 # Regenerate docs/results.md, docs/results/ (the institutions study included), docs/attribution/
-# and the tuning table of docs/agents.md (about 50 minutes on 2 cores, measured; run it on a quiet machine:
+# and the tuning table of docs/agents.md (about 90 minutes on 2 cores, measured; run it on a quiet machine:
 # the page reports wall-clock times)
 results: $(STAMP)
 	$(BIN)/reciprocity benchmark --out docs/results --tuning-doc docs/agents.md --overwrite
