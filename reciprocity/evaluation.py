@@ -44,6 +44,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -497,19 +498,47 @@ def check_comparable(metrics: dict, ref: dict) -> None:
                          "with the run's protocol)")
 
 
+#: Version of the reference computation: a reference cached on disk by another is not used.
+REFERENCE_VERSION = 1
+
+
 def reference(scenario: str | Scenario, *, search_envs: int = 32,
               confirm_envs: int = EVALUATION_ENVS, rounds: int | None = None,
               burn_in: int | None = None, seed: int = 0,
-              confirm_seed: int = EVALUATION_SEED, progress: bool = False) -> dict:
+              confirm_seed: int = EVALUATION_SEED, progress: bool = False,
+              cache: bool = False) -> dict:
     """The reference of a scenario (spec §6) as a JSON-able dict.
 
     ``rounds`` is the long-run window (default the scenario's ``max_rounds``), ``burn_in`` the
     rounds before it (default :func:`burn_in_rounds`). ``reference_payoff`` is the long-run
     payoff, ``episode_payoff`` the same policy's payoff over one episode from the initial
     reputations, on the same games. ``progress``: a bar for each stage (the burn-in's model,
-    the search, the confirmation).
+    the search, the confirmation). ``cache``: keep the result on disk (:func:`cache_dir`) by
+    the scenario's content, the protocol and the package version, and read it back instead of
+    computing it again (the ``reference`` command does).
     """
     scenario = get_scenario(scenario)
+    options = dict(search_envs=search_envs, confirm_envs=confirm_envs, rounds=rounds,
+                   burn_in=burn_in, seed=seed, confirm_seed=confirm_seed)
+    if not cache:
+        return _reference(scenario, progress=progress, **options)
+    from . import __version__
+
+    key = json.dumps({"reference": REFERENCE_VERSION, "package": __version__,
+                      "scenario": scenario.content_hash(), **options}, sort_keys=True)
+    path, stored = _cached("reference", key.encode())
+    if stored is not None and stored.get("scenario_hash") == scenario.content_hash() and \
+            "reference_payoff" in stored and "policy" in stored:
+        if progress:
+            tqdm.write(f"reference: read from the cache ({path})", file=sys.stderr)
+        return stored
+    out = _reference(scenario, progress=progress, **options)
+    _store(path, out)
+    return out
+
+
+def _reference(scenario: Scenario, *, search_envs: int, confirm_envs: int, rounds: int | None,
+               burn_in: int | None, seed: int, confirm_seed: int, progress: bool) -> dict:
     env_config = scenario.env_config
     check_int("search_envs", search_envs, minimum=1)
     check_int("confirm_envs", confirm_envs, minimum=2)  # an interval needs two games

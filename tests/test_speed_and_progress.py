@@ -91,3 +91,30 @@ def test_the_command_runs_torch_on_one_thread_unless_told_otherwise(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_NUM_THREADS": "2"},
                          capture_output=True, text=True)
     assert out.stdout.strip() == "2", out.stderr
+
+
+def test_the_reference_command_keeps_its_result_and_reads_it_back(cache, capsys, tmp_path,
+                                                                   monkeypatch):
+    """`reciprocity reference` a second time (same scenario and protocol) reads the reference
+    from the disk cache instead of searching again, and writes the same reference.json; another
+    protocol is another entry."""
+    from reciprocity.cli import main
+
+    argv = ["reference", "--scenario", "L6-v0", "--search-envs", "2", "--confirm-envs", "4",
+            "--rounds", "20", "--out"]
+    assert main([*argv, str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "reference.json").read_text())
+    assert len(list((cache / "reference").glob("*.json"))) == 1
+    capsys.readouterr()
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the reference was searched again")
+
+    monkeypatch.setattr(evaluation, "evaluate_focal_tables", no_search)
+    assert main([*argv, str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "reference.json").read_text()) == first
+    assert "reference: read from the cache" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setenv("RECIPROCITY_CACHE", str(cache))
+    assert main([*argv[:-2], "25", "--out", str(tmp_path / "c")]) == 0
+    assert len(list((cache / "reference").glob("*.json"))) == 2
