@@ -344,9 +344,9 @@ def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
         p_bar, bar = fused_round_backward(good_bar, p, c1, saved, receipts_bar, give_bar,
                                           u_bar)
         if isinstance(rho, torch.Tensor):
-            p_bar = p_bar + next_bar * (1 - rho)
+            p_bar.add_(next_bar * (1 - rho))
         elif rho != 1:
-            p_bar = p_bar + next_bar * (1 - rho)
+            p_bar.add_(next_bar, alpha=1 - rho)
         columns_bar.append(bar)
         reputations.append(p)
     weights, norm = discount_weights(horizon, gamma)

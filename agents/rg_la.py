@@ -164,7 +164,7 @@ class LearningAwareRG(ReciprocityGradient):
                 # rows[s, f, c, c'] = sigmoid(X[s, f, c]) if c' == c else sigmoid(z[s, f, c'])
                 rows = eye[:, :, None] * torch.sigmoid(xx)[:, :, :, None] + \
                     (1 - eye)[:, :, None] * torch.sigmoid(zz)[:, :, None]
-                copies.append(self._place(table, rows, copies=True))
+                copies.append(self._place(table, rows))
             # d/dX of sum_c (learner c's payoff in copy c): the cotangent of the values
             # (S, F, C, B, N) is 1 / B at [f, c, :, slot of c] for every other learner c
             p0, action, signal, rules = self.model_inputs(start, *copies, own_action,
@@ -175,14 +175,11 @@ class LearningAwareRG(ReciprocityGradient):
             z = [zz + self.config.lookahead_lr * g for zz, g in zip(z, grads, strict=True)]
         return z
 
-    def _place(self, table: torch.Tensor, rows: torch.Tensor, copies: bool = False):
+    def _place(self, table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Estimator tables (S, N, K) with the other learners' rows replaced: ``rows``
-        (S, F, C, K) -> (S, F, N, K), or with ``copies`` (S, F, C, C', K) -> (S, F, C, N, K)."""
-        if copies:
-            placed = torch.einsum("fd,dn,sfcdk->sfcnk", self.others.to(rows),
-                                  self.slot_mask.to(rows), rows)
-            keep = (1 - self.coverage)[None, :, None, :, None]
-            return table[:, None, None] * keep + placed
-        placed = torch.einsum("fd,dn,sfdk->sfnk", self.others.to(rows), self.slot_mask.to(rows),
-                              rows)
-        return table[:, None] * (1 - self.coverage)[None, :, :, None] + placed
+        (S, F, *X, C, K) -> (S, F, *X, N, K), ``*X`` none or the axis of the model's copies."""
+        extra = rows.dim() - 4
+        placed = torch.einsum("fd,dn,sf...dk->sf...nk", self.others.to(rows),
+                              self.slot_mask.to(rows), rows)
+        keep = (1 - self.coverage).view(-1, *(1,) * extra, self.coverage.shape[-1], 1)
+        return table.view(table.shape[0], 1, *(1,) * extra, *table.shape[1:]) * keep + placed
