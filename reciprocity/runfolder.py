@@ -140,15 +140,21 @@ def record_written(path: str | Path, *, pattern: bool = False) -> None:
         return
     entry = {"glob" if pattern else "file": path.relative_to(owner).as_posix()}
     try:
-        fd = os.open(owner / FILES, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, (json.dumps(entry) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_line(owner / FILES, entry, os.O_WRONLY | os.O_APPEND)
     except OSError as err:
         raise WriteError(err.errno, f"cannot write {path} (cannot list it in "
                                     f"{owner / FILES}: {err.strerror})") from None
+
+
+def _write_line(path: Path, entry: dict, flags: int) -> None:
+    """One JSON line into the list of files, opened with ``flags``, synced before it returns
+    (an ``OSError`` is the caller's to name)."""
+    fd = os.open(path, flags, 0o666)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _start_file_list(folder: Path) -> None:
@@ -157,12 +163,7 @@ def _start_file_list(folder: Path) -> None:
     if _read_file_list(folder) is not None:
         return
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            os.write(fd, (json.dumps(_FILES_HEADER) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_line(path, _FILES_HEADER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     except OSError as err:
         raise ValueError(f"--out {folder}: cannot write in the folder ({err.strerror})") from None
     _sync_folder(folder)
