@@ -63,7 +63,7 @@ from .model import (
     with_own_signal,
 )
 from .policy import NUM_ACTION_CONTEXTS, NUM_SIGNAL_CONTEXTS
-from .rg import ReciprocityGradient
+from .rg import ReciprocityGradient, _numbers
 
 HEADS = ("action", "signal")
 NUM_CONTEXTS = {"action": NUM_ACTION_CONTEXTS, "signal": NUM_SIGNAL_CONTEXTS}
@@ -219,6 +219,12 @@ def decompose(learner: ReciprocityGradient, start: torch.Tensor, est_action: tor
     """
     params, config = learner.params, learner.config
     horizon = config.horizon
+    # the numbers of the game as the learner's model has them (a learned world's estimates, per
+    # learner), as its objective uses them
+    world = learner.world.numbers(own_action.device)
+
+    def number(value, trailing: int):
+        return _numbers(value, trailing, own_action.dtype)
     chans = channels(params)
     tables = {"action": own_action.detach(), "signal": own_signal.detach()}
     est_a, est_s = est_action[:, None], est_signal[:, None]           # (S, 1, N, K)
@@ -226,10 +232,10 @@ def decompose(learner: ReciprocityGradient, start: torch.Tensor, est_action: tor
     def full_table(head: str, own: torch.Tensor) -> torch.Tensor:
         if head == "action":
             table = with_own_action(own, est_a, learner.slot_mask,
-                                    execution_error=params.execution_error)
+                                    execution_error=number(world.execution_error, 1))
         else:
             table = with_own_signal(own, est_s, learner.slot_mask,
-                                    assessment_error=params.assessment_error)
+                                    assessment_error=number(world.assessment_error, 1))
         return table[:, :, None]                                       # (S, F, 1, N, K)
 
     shared = {h: full_table(h, t) for h, t in tables.items()}
@@ -241,16 +247,16 @@ def decompose(learner: ReciprocityGradient, start: torch.Tensor, est_action: tor
             leaves = {c.name: tables[c.head].clone().requires_grad_(True) for c in chans}
             copies.append(leaves)
             yield prepare(shared["action"], shared["signal"],
-                          observers_per_interaction=params.observers_per_interaction,
+                          observers_per_interaction=world.observers_per_interaction,
                           audit_norm=audit_norm,
                           sites={c.site: full_table(c.head, leaves[c.name]) for c in chans})
 
     p0 = start[:, None].to(own_action.dtype)                           # (S, 1, B, N)
     with torch.enable_grad():
-        payoffs = list(payoffs_by_round(p0, round_tables(), benefit=params.benefit,
-                                        cost=params.cost,
-                                        update_probability=params.update_probability,
-                                        signal_audit=params.signal_audit))
+        payoffs = list(payoffs_by_round(
+            p0, round_tables(), benefit=number(world.benefit, 2), cost=number(world.cost, 2),
+            update_probability=number(world.update_probability, 2),
+            signal_audit=number(world.signal_audit, 2)))
         weights, norm = discount_weights(horizon, config.gamma)
         own = [w / norm * learner.own_entry(x).mean(dim=-1) for w, x in zip(weights, payoffs,
                                                                         strict=True)]

@@ -274,8 +274,8 @@ def fused_round(p: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor, *, cost_per
     give_good = torch.addcmul(columns[..., :2], columns[..., 2:], others_good.unsqueeze(-1))
     others = columns.sum(dim=-2, keepdim=True) - columns                  # sums over d != r
     payoff = torch.addcmul(others[..., 0], p, others[..., 2], value=n - 1)  # receipts x (N - 1)
-    if isinstance(cost_per_benefit, torch.Tensor):
-        payoff = payoff - cost_per_benefit * give_good[..., 0]
+    if isinstance(cost_per_benefit, torch.Tensor):  # a learned world's per-learner numbers
+        payoff.addcmul_(give_good[..., 0], cost_per_benefit, value=-1)
     else:
         payoff.add_(give_good[..., 0], alpha=-cost_per_benefit)
     good = give_good[..., 1]
@@ -310,11 +310,13 @@ def fused_rounds(p0, c0, c1, *, horizon, gamma, benefit, cost, update_probabilit
     per_benefit = benefit / (p0.shape[-1] - 1)
     weights, norm = discount_weights(horizon, gamma)
     p, total, trace = p0, torch.zeros_like(p0), []
+    cost_per_benefit = cost / per_benefit
+    scale = per_benefit / norm if isinstance(per_benefit, torch.Tensor) else None
     for weight in weights:
-        p_next, payoff, saved = fused_round(p, c0, c1, cost_per_benefit=cost / per_benefit,
+        p_next, payoff, saved = fused_round(p, c0, c1, cost_per_benefit=cost_per_benefit,
                                             update_probability=update_probability)
-        if isinstance(per_benefit, torch.Tensor):
-            total.add_(payoff * (weight / norm * per_benefit))
+        if scale is not None:
+            total.addcmul_(payoff, scale, value=weight)
         else:
             total.add_(payoff, alpha=weight / norm * per_benefit)
         if keep:
@@ -338,13 +340,14 @@ def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
     receipts_bar = receipts_bar * (n - 1)
     p_bar = torch.zeros_like(grad)
     columns_bar, reputations = [], []
+    stay = 1 - rho if isinstance(rho, torch.Tensor) else None
     for p, saved in reversed(trace):
         next_bar = p_bar * gamma           # the next round's p cotangent, per unit weight here
         good_bar = next_bar if _is(rho, 1) else next_bar * rho
         p_bar, bar = fused_round_backward(good_bar, p, c1, saved, receipts_bar, give_bar,
                                           u_bar)
-        if isinstance(rho, torch.Tensor):
-            p_bar.add_(next_bar * (1 - rho))
+        if stay is not None:
+            p_bar.addcmul_(next_bar, stay)
         elif rho != 1:
             p_bar.add_(next_bar, alpha=1 - rho)
         columns_bar.append(bar)

@@ -73,9 +73,10 @@ class RGConfig:
     # a saturated sigmoid vanishes); "auto": logits for tabular policies, targets for the MLP
     ascent: str = "auto"
     target_step: float = 1.0  # "targets": the step in probability per unit of dV/dP
-    # the numbers of the game in the model (reciprocity.agents.world): "oracle" (the scenario's)
-    # or "learned" (estimated from the learner's own payoffs, decisions and the public record)
-    world_model: str = "oracle"
+    # the numbers of the game in the model (reciprocity.agents.world): "learned" (estimated from
+    # the learner's own payoffs, decisions and the public record; the default: RG is handed
+    # nothing a participant could not see) or "oracle" (the scenario's numbers)
+    world_model: str = "learned"
     # deliberately misspecified models, for studies of what RG depends on: the oracle's numbers
     # multiplied, e.g. {"execution_error": 2.0}; every other agent modelled as assessing by a
     # given norm (e.g. "image_scoring") instead of as its estimator says
@@ -111,6 +112,9 @@ class RGConfig:
                                  "world_model='oracle'")
         if self.others_norm is not None:
             parse_assessment_rule(self.others_norm, field="others_norm")
+            if self.world_model != "oracle":
+                raise ValueError("others_norm misspecifies the oracle: use "
+                                 "world_model='oracle'")
 
     @property
     def uses_targets(self) -> bool:
@@ -241,6 +245,11 @@ class ReciprocityGradient:
         (S, F, *X, B, N)."""
         extra = others_action.dim() - 4
         w = self.world.numbers(self.device)
+        dtype = torch.promote_types(own_action.dtype, others_action.dtype)
+
+        def _per_learner(number, trailing):  # a learned world's numbers in the tables' dtype
+            return _numbers(number, trailing, dtype)
+
         own = (slice(None), slice(None), *(None,) * extra)
         # model batch: (S, F, *X, N) tables, (S, F, *X, B, N) reputations; a learned world's
         # numbers are (S, F): one per learner
@@ -298,11 +307,8 @@ class ReciprocityGradient:
         self.estimators.update(rollout.public)
         est_action, est_signal = self.estimators.tensors(device=self.device)
         if self.others_table is not None:  # misspecified: everyone assesses by another norm
-            mu = _per_learner(self.world.numbers(self.device).assessment_error, 0)
-            published = mu + (1 - 2 * mu) * self.others_table if not isinstance(mu, torch.Tensor) \
-                else None
-            if published is None:
-                raise ValueError("others_norm needs the oracle world model")
+            mu = self.world.numbers(self.device).assessment_error  # a float: the oracle's
+            published = mu + (1 - 2 * mu) * self.others_table
             est_signal = published.expand_as(est_signal).to(est_signal.dtype)
         s = self.policy.batch_shape[0]
         last = rollout.public["reputation_after"][-1]                  # (G, N)
@@ -342,11 +348,12 @@ class ReciprocityGradient:
         self.world.load_state_dict(state.get("world", {}))
 
 
-def _per_learner(number, trailing: int):
+def _numbers(number, trailing: int, dtype: torch.dtype):
     """A number of the game as the model takes it: a float as it is, a per-learner (S, F)
-    tensor with ``trailing`` axes of size 1 appended (to broadcast over games and agents)."""
+    tensor in ``dtype`` with ``trailing`` axes of size 1 appended (to broadcast over games and
+    agents)."""
     if isinstance(number, torch.Tensor):
-        return number.reshape(*number.shape, *(1,) * trailing)
+        return number.to(dtype).reshape(*number.shape, *(1,) * trailing)
     return number
 
 

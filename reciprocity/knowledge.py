@@ -48,13 +48,15 @@ __all__ = ["MODELS", "SECTION_END", "SECTION_START", "WorldStudyConfig", "run_wo
 SECTION_START, SECTION_END = "<!-- world-model:start -->", "<!-- world-model:end -->"
 #: model -> (label, RG hyper-parameters of that model; "others_norm" is set per scenario)
 MODELS = {
-    "oracle": ("oracle (the scenario's numbers)", {}),
-    "learned": ("learned from experience", {"world_model": "learned"}),
-    "errors-x0.5": ("e and μ halved", {"world_factors": {"execution_error": 0.5,
+    "oracle": ("oracle (the scenario's numbers)", {"world_model": "oracle"}),
+    "learned": ("learned from experience (the default)", {"world_model": "learned"}),
+    "errors-x0.5": ("e and μ halved", {"world_model": "oracle",
+                                       "world_factors": {"execution_error": 0.5,
                                                          "assessment_error": 0.5}}),
-    "errors-x2": ("e and μ doubled", {"world_factors": {"execution_error": 2.0,
+    "errors-x2": ("e and μ doubled", {"world_model": "oracle",
+                                      "world_factors": {"execution_error": 2.0,
                                                         "assessment_error": 2.0}}),
-    "norm-wrong": ("others' norm wrong", {"others_norm": None}),
+    "norm-wrong": ("others' norm wrong", {"world_model": "oracle", "others_norm": None}),
 }
 TARGET = 0.01  # learned within 1% of the oracle's payoff
 

@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from world_fixtures import fill_learned_world
 
 from reciprocity.agents.attribution import attribute, channels
 from reciprocity.agents.model import advance, discount_weights, payoffs_by_round, prepare
@@ -46,12 +47,16 @@ CASES = {
 
 
 def random_learner(env_config, kind="tabular", horizon=12, gamma=0.95, seeds=2, games=3,
-                   seed=0):
-    """A float64 RG learner with a random policy, random estimators and a random start."""
+                   seed=0, world="oracle"):
+    """A float64 RG learner with a random policy, random estimators and a random start; with
+    ``world="learned"`` its world model holds random per-learner estimates of the numbers."""
     f, n = env_config.focal_slots.size, env_config.num_agents
     learner = ReciprocityGradient(RGConfig(horizon=horizon, gamma=gamma, policy=kind,
-                                           hidden=8), env_config, (seeds, f), seed=seed)
+                                           hidden=8, world_model=world), env_config,
+                                  (seeds, f), seed=seed)
     learner.policy.double()
+    if world == "learned":  # as if fitted: per-learner estimates of every number
+        fill_learned_world(learner.world, seed, env_config.params.observers_per_interaction)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in learner.policy.parameters():
@@ -67,13 +72,15 @@ def random_learner(env_config, kind="tabular", horizon=12, gamma=0.95, seeds=2, 
 # The parts sum to the learner's gradient
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("world", ["oracle", "learned"])
 @pytest.mark.parametrize("kind", ["tabular", "mlp"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_parts_sum_to_the_learners_gradient(case, kind):
+def test_parts_sum_to_the_learners_gradient(case, kind, world):
     """Sum over channels and delays = dJ/dP of RG's objective (both heads), and, mapped to the
     policy's parameters, = the gradient RG's own backward() leaves in .grad; the value is the
-    objective's."""
-    learner, start, est_a, est_s = random_learner(CASES[case], kind)
+    objective's. With a learned world the attribution uses the learner's own (per-learner)
+    estimates of the numbers, as its objective does."""
+    learner, start, est_a, est_s = random_learner(CASES[case], kind, world=world)
     att = attribute(learner, start, est_a, est_s)
     objective = learner.objective(start, est_a, est_s)
     np.testing.assert_allclose(att.value, objective.detach().numpy(), rtol=0, atol=1e-12)

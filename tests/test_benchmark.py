@@ -70,14 +70,15 @@ def test_every_cell_and_output_is_produced(quick):
     assert metrics["config"]["algo"]["world_model"] == "learned"
     assert set(metrics["learner"]["world_model"]) >= {"benefit", "execution_error", "matching"}
     wrong = next(r for r in world["records"] if r["model"] == "norm-wrong")
-    assert wrong["model_options"] == {"others_norm": "image_scoring"}
+    assert wrong["model_options"] == {"world_model": "oracle", "others_norm": "image_scoring"}
     oracle = {r["scenario"]: r for r in world["records"] if r["model"] == "oracle"}
     assert world["relative"]["learned"]["L6-v0"] == pytest.approx(
         learned["per_interaction_payoff"]["mean"]
         / oracle["L6-v0"]["per_interaction_payoff"]["mean"])
     page = (out.parent / "results.md").read_text()
     block = page[page.index("<!-- world-model:start -->"):page.index("<!-- world-model:end -->")]
-    assert "| learned from experience |" in block and "Target (the learned model" in block
+    assert "| learned from experience (the default) |" in block
+    assert "Target (the learned model" in block
     # stage 7: wall time to the reference at tuned settings, each seed alone
     walltime = json.loads((out / "walltime" / "results.json").read_text())
     assert walltime["config"]["scenarios"] == ["L6-v0"]  # the discriminative single learner

@@ -126,8 +126,11 @@ def learner_policies(algo: str, scenario: str) -> np.ndarray:
     config = get_scenario(scenario).env_config
     algorithm = get_algorithm(algo)
     learner_cls, config_cls = algorithm.learner, algorithm.config
-    learner = learner_cls(config_cls(rounds_per_update=20), config, (2, config.focal_slots.size),
-                          seed=0)
+    # RG's model with the scenario's numbers (the fingerprints predate its learned world model,
+    # whose priors would move the first steps)
+    oracle = {"world_model": "oracle"} if "world_model" in config_cls.__dataclass_fields__ else {}
+    learner = learner_cls(config_cls(rounds_per_update=20, **oracle), config,
+                          (2, config.focal_slots.size), seed=0)
     game = VectorGame(config, 2 * 4, seed=0)
     game.reset()
     rng = np.random.default_rng(0)

@@ -286,7 +286,7 @@ def _rg(scenario: str, **overrides):
     config = get_scenario(scenario).env_config
     if overrides:
         config = EnvConfig.from_kwargs(**{**get_scenario(scenario).config(), **overrides})
-    return config, ReciprocityGradient(RGConfig(horizon=6, gamma=0.9), config,
+    return config, ReciprocityGradient(RGConfig(horizon=6, gamma=0.9, world_model="oracle"), config,
                                        (1, config.focal_slots.size))
 
 

@@ -63,7 +63,8 @@ def test_reciprocity_gradient_equals_finite_differences():
     """backward() through the unrolled model (estimators held fixed) equals central finite
     differences of the same objective, for both heads, in float64."""
     env_config = get_scenario("discriminators-vs-defectors-v0").env_config
-    rg = ReciprocityGradient(RGConfig(horizon=6, gamma=0.9), env_config, (1, 1))
+    rg = ReciprocityGradient(RGConfig(horizon=6, gamma=0.9, world_model="oracle"), env_config,
+                             (1, 1))
     rng = np.random.default_rng(3)
     n = env_config.num_agents
     est_a, est_s = (torch.tensor(t[None]) for t in _random_tables(rng, n))
@@ -101,7 +102,8 @@ def test_signal_gradient_flows_through_third_party_reputations():
     start = torch.ones(1, 1, n, dtype=torch.float64)
     grads = {}
     for horizon in (1, 2):
-        rg = ReciprocityGradient(RGConfig(horizon=horizon), env_config, (1, 1))
+        rg = ReciprocityGradient(RGConfig(horizon=horizon, world_model="oracle"), env_config,
+                                 (1, 1))
         own_a = torch.tensor(s6.action).view(1, 1, 4).clone().requires_grad_(True)
         own_s = torch.full((1, 1, 8), 0.5, dtype=torch.float64, requires_grad=True)
         rg.objective(start, est_a, est_s, own_a, own_s).sum().backward()

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from world_fixtures import fill_learned_world
 
 from reciprocity.agents.model import unroll
 from reciprocity.agents.rg import ReciprocityGradient, RGConfig
@@ -30,6 +31,7 @@ def _world(scenario, seeds=2, games=3, seed=0, dtype=torch.float64):
 
 def _learner(scenario, seeds=2, **options):
     ec = get_scenario(scenario).env_config
+    options = {"world_model": "oracle", **options}  # the scenario's numbers unless told
     return LearningAwareRG(RGLAConfig(horizon=8, **options), ec, (seeds, ec.focal_slots.size),
                            seed=0)
 
@@ -85,8 +87,8 @@ def test_the_anticipated_step_is_each_learner_s_own_gradient(scenario):
                                                     own_signal)
     slots = learner.focal_slots.tolist()
     mean_start = start.mean(dim=1, keepdim=True)   # the lookahead starts from the mean
-    rg = ReciprocityGradient(RGConfig(horizon=8), get_scenario(scenario).env_config,
-                             learner.policy.batch_shape)
+    rg = ReciprocityGradient(RGConfig(horizon=8, world_model="oracle"),
+                             get_scenario(scenario).env_config, learner.policy.batch_shape)
     s, i, j = 1, 2, 5           # learner i's model of learner j
     for head, z, est in (("action", z_action, est_action), ("signal", z_signal, est_signal)):
         for k in range(est.shape[-1]):
@@ -109,13 +111,17 @@ def test_the_anticipated_step_is_each_learner_s_own_gradient(scenario):
                                 abs_tol=1e-9), (head, k)
 
 
+@pytest.mark.parametrize("world", ["oracle", "learned"])
 @pytest.mark.parametrize("steps", [1, 2])
-def test_the_learning_aware_gradient_equals_finite_differences(steps):
+def test_the_learning_aware_gradient_equals_finite_differences(steps, world):
     """d/dtheta_i V_i(theta_i, z'(theta_i)) by autograd, against central differences of the
     whole objective, and its second-order part alone (theta_i moved in the lookahead only)
-    against differences of V_i(theta_0, z'(theta))."""
+    against differences of V_i(theta_0, z'(theta)); with the scenario's numbers and with a
+    learned world's per-learner estimates (each learner's own numbers in its model)."""
     scenario = "many-learners-v0"
-    learner = _learner(scenario, lookahead_lr=5.0, lookahead_steps=steps)
+    learner = _learner(scenario, lookahead_lr=5.0, lookahead_steps=steps, world_model=world)
+    if world == "learned":
+        fill_learned_world(learner.world)
     start, est_action, est_signal = _world(scenario)
     action, signal = (t.requires_grad_() for t in _own_tables(learner))
     value = learner.objective(start, est_action, est_signal, action, signal)
@@ -161,8 +167,8 @@ def test_the_learning_aware_gradient_equals_finite_differences(steps):
 def test_with_one_learner_the_objective_is_rg_s():
     scenario = "discriminators-vs-defectors-v0"
     learner = _learner(scenario)
-    rg = ReciprocityGradient(RGConfig(horizon=8), get_scenario(scenario).env_config,
-                             learner.policy.batch_shape)
+    rg = ReciprocityGradient(RGConfig(horizon=8, world_model="oracle"),
+                             get_scenario(scenario).env_config, learner.policy.batch_shape)
     start, est_action, est_signal = _world(scenario, dtype=torch.float32)
     own = _own_tables(learner)
     own = (own[0].float(), own[1].float())

@@ -97,7 +97,8 @@ def rg_inputs(scenario: str, config: RGConfig, seeds: int = 2):
 def test_the_oracle_world_is_today_s_objective_bit_for_bit(scenario):
     """RG's objective with the oracle world is the model unrolled with the scenario's numbers,
     exactly as before the world model existed."""
-    env, learner, start, est_action, est_signal = rg_inputs(scenario, RGConfig())
+    env, learner, start, est_action, est_signal = rg_inputs(scenario,
+                                                            RGConfig(world_model="oracle"))
     assert isinstance(learner.world, OracleWorld)
     p = env.params
     from reciprocity.agents.model import learner_tables
@@ -133,7 +134,8 @@ class _TrueAsTensors(OracleWorld):
 
 @pytest.mark.parametrize("scenario", ["L6-slow-v0", "many-learners-audit-v0"])
 def test_per_learner_numbers_equal_to_the_truth_give_the_oracle_s_value_and_gradient(scenario):
-    env, learner, start, est_action, est_signal = rg_inputs(scenario, RGConfig())
+    env, learner, start, est_action, est_signal = rg_inputs(scenario,
+                                                            RGConfig(world_model="oracle"))
     oracle = learner.objective(start, est_action, est_signal)
     oracle_grad = torch.autograd.grad(oracle.sum(), learner.policy.action_table)[0]
     learner.world = _TrueAsTensors(env, learner.policy.batch_shape)
@@ -192,7 +194,10 @@ def test_misspecified_worlds_and_bad_world_options_are_named():
                            ({"world_factors": {"cost": -1.0}}, "world_factors.cost"),
                            ({"world_model": "learned", "world_factors": {"cost": 2.0}},
                             "misspecify the oracle"),
-                           ({"others_norm": "L99"}, "others_norm")):
+                           ({"others_norm": "L99"}, "others_norm"),
+                           # the default world is learned: a misspecification names the oracle
+                           ({"world_factors": {"cost": 2.0}}, "misspecify the oracle"),
+                           ({"others_norm": "L3"}, "misspecifies the oracle")):
         with pytest.raises(ValueError, match=needle):
             RGConfig(**kwargs)
 
