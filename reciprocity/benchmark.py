@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from .curves import GROUP_TITLES, GROUPS, claim_map, curve_points, curve_table, plot_curves
-from .engine import Cell, Engine, ReferenceRequest, References, write_references
+from .engine import Cell, Engine, ReferenceRequest, References
 from .envs.norms import ACTION_CONTEXTS, SIGNAL_CONTEXTS
 from .envs.scenarios import get_scenario, scenarios
 from .institutions import QUICK as INSTITUTIONS_QUICK
@@ -271,8 +271,7 @@ def _run_benchmark(cfg: BenchmarkConfig, out: Path, tuning: dict | None, tuning_
     cache = References()
     refs = engine.references([ReferenceRequest.of(s, search_envs=cfg.search_envs,
                                                   confirm_envs=cfg.confirm_envs)
-                              for s in [*cfg.scenarios, *tuning_scenarios]], cache)
-    write_references(out, refs)
+                              for s in [*cfg.scenarios, *tuning_scenarios]], cache, out=out)
 
     if tuning is None and cfg.tuning is not None:
         tuning = run_tuning(cfg.tuning, out, engine=engine, references=cache, progress=progress)

@@ -215,21 +215,25 @@ class Engine:
         return [r for _, r in sorted(zip(order, results, strict=True), key=lambda kv: kv[0])]
 
     def references(self, requests: Iterable[ReferenceRequest], cache: References | None = None,
-                   desc: str = "references") -> dict[str, dict]:
+                   desc: str = "references", *, out: str | Path | None = None
+                   ) -> dict[str, dict]:
         """Scenario id -> reference for every request, computing only those ``cache`` lacks
-        (and adding them to it)."""
+        (and adding them to it); with ``out``, also written into the run folder ``out`` (as
+        :func:`write_references`), as every study keeps the references it measured against."""
         cache = References() if cache is None else cache
         requests = list({r.key(): r for r in requests}.values())
         missing = [r for r in requests if cache.get(r) is None]
         cache.add(self.run([Job(run_reference, (r,), r.cost()) for r in missing], desc))
-        out = {}
+        found = {}
         for r in requests:
             sid = r.scenario.id
-            if sid in out and out[sid] is not cache.get(r):
+            if sid in found and found[sid] is not cache.get(r):
                 raise ValueError(f"scenario id {sid!r} stands for two games or protocols in "
                                  "one study")
-            out[sid] = cache.get(r)
-        return out
+            found[sid] = cache.get(r)
+        if out is not None:
+            write_references(out, found)
+        return found
 
     def train(self, cells: Sequence[Cell], out: str | Path, desc: str) -> list[list[dict]]:
         """Train every cell into ``out / cell.run_dir``; per cell its per-seed metrics."""

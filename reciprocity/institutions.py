@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Cell, Engine, ReferenceRequest, References, write_references
+from .engine import Cell, Engine, ReferenceRequest, References
 from .envs.scenarios import Scenario, get_scenario
 from .learners import BUILTIN, get_algorithm
 from .records import build_record
@@ -307,8 +307,8 @@ def run_institutions(cfg: InstitutionsConfig, out: str | Path, *,
         # the ideal discriminators of each scenario on the learners' evaluation games
         refs = engine.references([ReferenceRequest(c.meta["scenario"], search_envs=1,
                                                    confirm_envs=cfg.eval_envs)
-                                  for c in cells], references, desc="institution references")
-        write_references(out, refs)
+                                  for c in cells], references, desc="institution references",
+                                 out=out)
         for cell in cells:  # paired with the reference's games, burn-in and window
             ref = refs[cell.meta["scenario"].id]
             cell.config = dataclasses.replace(cell.config, eval_rounds=ref["rounds"],

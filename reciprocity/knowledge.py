@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Cell, Engine, ReferenceRequest, References, write_references
+from .engine import Cell, Engine, ReferenceRequest, References
 from .envs.norms import ASSESSMENT_RULES, parse_assessment_rule
 from .envs.scenarios import get_scenario
 from .records import build_record
@@ -140,8 +140,7 @@ def run_world_study(cfg: WorldStudyConfig, out: str | Path, *,
         refs = engine.references([ReferenceRequest.of(s, search_envs=cfg.search_envs,
                                                   confirm_envs=cfg.eval_envs)
                                   for s in cfg.scenarios], references,
-                                 desc="world references")
-        write_references(out, refs)
+                                 desc="world references", out=out)
         cells = world_cells(cfg, refs, tuning)
         metrics = engine.train(cells, out, desc="world models")
         records = []

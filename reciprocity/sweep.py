@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Cell, Engine, ReferenceRequest, add_engine_options, write_references
+from .engine import Cell, Engine, ReferenceRequest, add_engine_options
 from .learners import get_algorithm
 from .records import build_record
 from .report import format_interval
@@ -327,8 +327,7 @@ def _sweep(grid: SweepGrid, out: Path, engine: Engine) -> list[dict]:
     refs = engine.references([ReferenceRequest.of(s, search_envs=grid.search_envs,
                                                   confirm_envs=grid.confirm_envs or grid.eval_envs,
                                                   rounds=grid.eval_rounds)
-                              for s in grid.scenarios])
-    write_references(out, refs)
+                              for s in grid.scenarios], out=out)
     cells = [Cell(_train_config(job, grid), job.run_dir(out).relative_to(out).as_posix(),
                   {"job": job}) for job in jobs]
     runs = engine.train(cells, out, desc="sweep")

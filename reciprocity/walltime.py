@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Engine, Job, ReferenceRequest, References, write_references
+from .engine import Engine, Job, ReferenceRequest, References
 from .envs.scenarios import get_scenario
 from .learners import BUILTIN, get_algorithm, rank
 from .report import seconds, write_block
@@ -207,8 +207,7 @@ def run_walltime(cfg: WallTimeConfig, out: str | Path, *, references: References
         refs = engine.references([ReferenceRequest.of(s, search_envs=cfg.search_envs,
                                                   confirm_envs=cfg.eval_envs)
                                   for s in cfg.scenarios], references,
-                                 desc="walltime references")
-        write_references(out, refs)
+                                 desc="walltime references", out=out)
         jobs = walltime_jobs(cfg, refs, tuning)
         results = engine.run([job for _, job in jobs], "wall time to the reference",
                              unit="run", longest_first=False)
