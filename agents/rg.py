@@ -73,10 +73,10 @@ class RGConfig:
     # a saturated sigmoid vanishes); "auto": logits for tabular policies, targets for the MLP
     ascent: str = "auto"
     target_step: float = 1.0  # "targets": the step in probability per unit of dV/dP
-    # the numbers of the game in the model (reciprocity.agents.world): "oracle" (the scenario's)
-    # or "learned" (estimated from the learner's own payoffs, decisions and the public record; as
-    # good as the oracle, to become the default with the next regeneration of the results)
-    world_model: str = "oracle"
+    # the numbers of the game in the model (reciprocity.agents.world): "learned" (estimated from
+    # the learner's own payoffs, decisions and the public record; the default: RG is handed
+    # nothing a participant could not see) or "oracle" (the scenario's numbers)
+    world_model: str = "learned"
     # deliberately misspecified models, for studies of what RG depends on: the oracle's numbers
     # multiplied, e.g. {"execution_error": 2.0}; every other agent modelled as assessing by a
     # given norm (e.g. "image_scoring") instead of as its estimator says

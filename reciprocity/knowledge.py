@@ -49,7 +49,7 @@ SECTION_START, SECTION_END = "<!-- world-model:start -->", "<!-- world-model:end
 #: model -> (label, RG hyper-parameters of that model; "others_norm" is set per scenario)
 MODELS = {
     "oracle": ("oracle (the scenario's numbers)", {"world_model": "oracle"}),
-    "learned": ("learned from experience", {"world_model": "learned"}),
+    "learned": ("learned from experience (the default)", {"world_model": "learned"}),
     "errors-x0.5": ("e and μ halved", {"world_model": "oracle",
                                        "world_factors": {"execution_error": 0.5,
                                                          "assessment_error": 0.5}}),

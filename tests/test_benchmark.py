@@ -77,7 +77,7 @@ def test_every_cell_and_output_is_produced(quick):
         / oracle["L6-v0"]["per_interaction_payoff"]["mean"])
     page = (out.parent / "results.md").read_text()
     block = page[page.index("<!-- world-model:start -->"):page.index("<!-- world-model:end -->")]
-    assert "| learned from experience |" in block
+    assert "| learned from experience (the default) |" in block
     assert "Target (the learned model" in block
     # stage 7: wall time to the reference at tuned settings, each seed alone
     walltime = json.loads((out / "walltime" / "results.json").read_text())

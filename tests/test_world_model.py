@@ -195,9 +195,9 @@ def test_misspecified_worlds_and_bad_world_options_are_named():
                            ({"world_model": "learned", "world_factors": {"cost": 2.0}},
                             "misspecify the oracle"),
                            ({"others_norm": "L99"}, "others_norm"),
-                           # a misspecification of a learned world names the oracle
-                           ({"world_model": "learned", "others_norm": "L3"},
-                            "misspecifies the oracle")):
+                           # the default world is learned: a misspecification names the oracle
+                           ({"world_factors": {"cost": 2.0}}, "misspecify the oracle"),
+                           ({"others_norm": "L3"}, "misspecifies the oracle")):
         with pytest.raises(ValueError, match=needle):
             RGConfig(**kwargs)
 
