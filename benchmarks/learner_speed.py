@@ -45,9 +45,9 @@ prints portable / vectorised per algorithm.
 
 ``lookahead`` is the cost of the learning-aware RG (``rg-la``): one update (refit and
 ``steps_per_update`` gradient steps, defaults, 16 games, one seed) of rg-la with 1 and 2
-lookahead steps against RG's on the same rollout, interleaved (rg, rg-la L=1, rg-la L=2, rg,
-...), on the multi-learner scenarios (target: rg-la's update at most 5x RG's on
-many-learners-v0).
+lookahead steps against RG's on the same rollout, interleaved (rg, rg-la L=1, rg-la L=2,
+rg-kant, rg, ...), on the multi-learner scenarios (target: rg-la's update at most 5x RG's on
+many-learners-v0); rg-kant's update is measured in its Kantian phase (alpha = 1).
 
 Prints tables and a final JSON line; asserts nothing.
 """
@@ -317,7 +317,9 @@ def cmd_profile(args) -> dict:
 
 
 def cmd_lookahead(args) -> dict:
-    """Median seconds of one update of rg and of rg-la (L = 1, 2) on one rollout, interleaved."""
+    """Median seconds of one update of rg, of rg-la (L = 1, 2) and of rg-kant in its Kantian
+    phase on one rollout, interleaved."""
+    from reciprocity.agents.rg_kant import KantianRG, RGKantConfig
     from reciprocity.agents.rg_la import LearningAwareRG, RGLAConfig
     out = {}
     for scenario in args.scenarios:
@@ -325,7 +327,9 @@ def cmd_lookahead(args) -> dict:
         shape = (1, env_config.focal_slots.size)
         learners = {"rg": ReciprocityGradient(RGConfig(), env_config, shape),
                     **{f"rg-la L={k}": LearningAwareRG(RGLAConfig(lookahead_steps=k),
-                                                       env_config, shape) for k in (1, 2)}}
+                                                       env_config, shape) for k in (1, 2)},
+                    # rounds_played stays 0: every update is in the Kantian phase (alpha = 1)
+                    "rg-kant": KantianRG(RGKantConfig(), env_config, shape)}
         game = VectorGame(env_config, 16, seed=0)
         game.reset()
         rollout = collect(game, learners["rg"].policy, RGConfig().rounds_per_update,

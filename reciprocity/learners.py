@@ -51,9 +51,10 @@ differ: progress.csv then holds each seed's own value.
   allocations, ``{option: (description, bytes)}``, added to the run's memory estimate.
 
 **The registry.** The shipped algorithms (``rg``, ``ppo``, ``reinforce``, which every study
-compares by default, and ``rg-la``, the learning-aware RG, which the studies of several learners
-add), those registered with :func:`register`, and those of installed packages (the entry-point group
-``reciprocity.learners``, each entry a learner class) are known by name. Anywhere an algorithm
+compares by default, and ``rg-la``, the learning-aware RG, and ``rg-kant``, RG with a Kantian
+start, which the studies of several learners add), those registered with :func:`register`,
+and those of installed packages (the entry-point group ``reciprocity.learners``, each entry a
+learner class) are known by name. Anywhere an algorithm
 name is accepted, a locator works too: ``MODULE:CLASS`` (a module on the Python path) or
 ``path/to/file.py:CLASS`` — the class is loaded and declared on the spot (see
 :mod:`reciprocity.locate`). A process pool forked from the process that registered a learner
@@ -88,8 +89,10 @@ BUILTIN = {"rg": "reciprocity.agents.rg:ReciprocityGradient",
            "ppo": "reciprocity.baselines.ppo:PPO",
            "reinforce": "reciprocity.baselines.reinforce:Reinforce"}
 #: Every learner the package ships, known by name: :data:`BUILTIN`, then those a study adds where
-#: they are the question (rg-la, the learning-aware RG: where several learners learn together).
-SHIPPED = {**BUILTIN, "rg-la": "reciprocity.agents.rg_la:LearningAwareRG"}
+#: they are the question (where several learners learn together: rg-la, the learning-aware RG;
+#: rg-kant, RG with a Kantian start).
+SHIPPED = {**BUILTIN, "rg-la": "reciprocity.agents.rg_la:LearningAwareRG",
+           "rg-kant": "reciprocity.agents.rg_kant:KantianRG"}
 ENTRY_POINT_GROUP = "reciprocity.learners"
 #: Colours of algorithms that declare none (picked by name, stable across runs).
 PALETTE = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:red",

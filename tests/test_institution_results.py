@@ -45,11 +45,12 @@ def test_every_cell_is_run_and_recorded(study):
     cfg, root, results = study
     out = root / "results" / "institutions"
     assert json.loads((out / "results.json").read_text()) == json.loads(to_json_text(results))
-    assert cfg.added_algos == ("rg-la",)  # rg-la: rows under the added institutions
+    # rg-la, rg-kant: rows under the added institutions
+    assert cfg.added_algos == ("rg-la", "rg-kant")
     cells = [(r["institution"], r["start"], r["algo"], r["shared"]) for r in results["records"]]
     expected = [(i, s, a, False) for i in cfg.institutions for s in cfg.starts
                 for a in cfg.algos]
-    added = [("audit-0.1", s, "rg-la", False) for s in cfg.starts]
+    added = [("audit-0.1", s, a, False) for s in cfg.starts for a in cfg.added_algos]
     shared = [("audit-0.1", s, "rg", True) for s in ("scratch", "ideal")]
     assert cells == [*expected, *added, *shared, ("audit-1.0", "warmup", "rg", False)]
     for r in results["records"]:
@@ -293,3 +294,29 @@ def test_the_figure_marks_cells_not_run_and_shows_zeros(tmp_path, monkeypatch):
                 and to_rgba(line.get_color()) == to_rgba(colour("rg"))]
         assert len(zero) == 1 and ax.get_ylim()[0] < 0  # drawn, above the axis' edge
     assert institutions.NOT_RUN in fig._suptitle.get_text()
+
+
+# -- the from-scratch target ---------------------------------------------------------------------
+def _seed(performance: float, gg: float, gb: float, diagnosis: str = "conditional") -> dict:
+    head = {"action": {"diagnosis": diagnosis, "probs": {"GG": gg, "GB": gb, "BG": 0.5,
+                                                         "BB": 0.5}}}
+    return {"reference_performance": performance, "heads": {"agent_0": head, "agent_1": head}}
+
+
+def test_the_scratch_target_counts_discriminating_seeds_only():
+    from reciprocity.institutions import _scratch_targets, discriminates
+
+    assert discriminates(_seed(1.0, 0.99, 0.01))
+    assert not discriminates(_seed(1.0, 0.01, 0.99))           # another code: helps the Bad
+    assert not discriminates(_seed(1.0, 0.99, 0.99, "constant"))
+    seeds = [_seed(1.0, 0.99, 0.01), _seed(0.99, 0.98, 0.02), _seed(0.97, 0.1, 0.95),
+             _seed(0.96, 0.9, 0.1), _seed(0.5, 0.9, 0.1)]     # 3 discriminate at >= 95%
+    record = {"start": "scratch", "institution": "audit-0.3", "algo": "rg-kant",
+              "per_seed": seeds}
+    others = [{**record, "start": "warmup"}, {**record, "institution": "plain"}]
+    (line,) = _scratch_targets([record, *others])
+    assert "rg-kant from scratch, audit v = 0.3" in line
+    assert "3 of 5 seeds; 1 more at >= 95% with another code — not met." in line
+    record["per_seed"][2] = _seed(0.97, 0.9, 0.05)
+    (line,) = _scratch_targets([record])
+    assert "4 of 5 seeds — met." in line
