@@ -240,7 +240,10 @@ def attribute_subject(subject: Subject, *, horizon: int | None = None,
         bar.set_postfix_str(f"public record, {rounds} rounds x {games} games")
         record = collect(world, learner.policy, rounds, np.random.default_rng(decision_seed),
                          s)
+        # the learner's model as RG would have it after this record: the estimators of the
+        # others and (world_model="learned") the numbers of the game, fitted to it
         learner.estimators.update(record.public)
+        learner.world.update(record)
         bar.update()
         bar.set_postfix_str(f"the gradient by channel and delay, H = {config.horizon}")
         start = record.public["reputation_after"][-1].reshape(s, games, -1)

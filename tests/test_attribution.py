@@ -427,3 +427,26 @@ def test_overview_and_entry_figures_are_readable(tmp_path, monkeypatch):
     cumulative = [ax for fig in figures for ax in fig.axes if "reached by delay" in ax.get_ylabel()]
     assert len(cumulative) == 3
     assert all("opposite sign cancel" in ax.get_ylabel() for ax in cumulative)
+
+
+def test_the_report_fits_the_learned_world_to_its_record():
+    """RG's default model learns the game's numbers: the report fits them to the record it
+    attributes on, so that the attribution is the oracle's to within the estimates' error — not
+    the priors' (c = 0 would zero the cost channel, mu = 0.5 every signal's effect)."""
+    from dataclasses import replace
+
+    from reciprocity.attribution_report import attribute_subject, from_policy
+
+    subject = from_policy("L6-v0", "disc+L6")
+    assert subject.config.world_model == "learned"
+    learned, _ = attribute_subject(subject, horizon=10, games=8, rounds=60)
+    oracle, _ = attribute_subject(replace(subject, config=replace(subject.config,
+                                                                  world_model="oracle")),
+                                  horizon=10, games=8, rounds=60)
+    for head in ("action", "signal"):
+        reference = oracle.model_gradient[head]
+        assert np.abs(reference).max() > 1e-3   # both heads have a gradient here
+        np.testing.assert_allclose(learned.model_gradient[head], reference,
+                                   atol=0.05 * np.abs(reference).max())
+    cost = [c.name for c in learned.channels if c.site == "donation"]
+    assert cost and np.abs(learned.gradient[cost[0]]).sum() > 1e-3
