@@ -569,7 +569,7 @@ def discriminates(seed: dict) -> bool:
     """Whether every learner of a seed record cooperates with Good and defects against Bad as a
     Good donor (greedy P(C | G, G) > 0.5 > P(C | G, B), its action head conditional): the
     ideal discriminator's action rule, in the audit's labels."""
-    return all(h["action"]["diagnosis"] == "conditional"
+    return all(h["action"]["diagnosis"] == "context-sensitive"
                and h["action"]["probs"]["GG"] > 0.5 > h["action"]["probs"]["GB"]
                for h in seed["heads"].values())
 

@@ -297,7 +297,7 @@ def test_the_figure_marks_cells_not_run_and_shows_zeros(tmp_path, monkeypatch):
 
 
 # -- the from-scratch target ---------------------------------------------------------------------
-def _seed(performance: float, gg: float, gb: float, diagnosis: str = "conditional") -> dict:
+def _seed(performance: float, gg: float, gb: float, diagnosis: str = "context-sensitive") -> dict:
     head = {"action": {"diagnosis": diagnosis, "probs": {"GG": gg, "GB": gb, "BG": 0.5,
                                                          "BB": 0.5}}}
     return {"reference_performance": performance, "heads": {"agent_0": head, "agent_1": head}}
@@ -320,3 +320,12 @@ def test_the_scratch_target_counts_discriminating_seeds_only():
     record["per_seed"][2] = _seed(0.97, 0.9, 0.05)
     (line,) = _scratch_targets([record])
     assert "4 of 5 seeds — met." in line
+    # the study's own records: what the evaluation's head diagnosis writes is what is counted
+    from reciprocity.evaluation import HEAD_DIAGNOSES, diagnose_head
+
+    policy = {"GG": 0.99, "GB": 0.01, "BG": 0.99, "BB": 0.01}
+    every = [True] * 4
+    diagnosis = diagnose_head(list(policy.values()), every, every)["diagnosis"]
+    assert diagnosis == HEAD_DIAGNOSES[0]
+    assert discriminates({"heads": {"agent_0": {"action": {"diagnosis": diagnosis,
+                                                           "probs": policy}}}})
