@@ -590,10 +590,11 @@ def _scratch_targets(records: list[dict]) -> list[str]:
         good = sum(discriminates(s) for s in high)
         n = len(r["per_seed"])
         ok = good >= SCRATCH_SEEDS * n
-        other = f"; {len(high) - good} more at >= 95% with another code" \
+        other = f"; {len(high) - good} more at >= {SCRATCH_TARGET:.0%} with another code" \
             if len(high) > good else ""
         out.append(f"- Target ({row_label(r)} from scratch, {INSTITUTIONS[r['institution']][0]}: "
-                   f">= 95% of the ideal discriminators' payoff on >= {SCRATCH_SEEDS:.0%} of "
+                   f">= {SCRATCH_TARGET:.0%} of the ideal discriminators' payoff on >= "
+                   f"{SCRATCH_SEEDS:.0%} of "
                    f"the seeds, every learner cooperating with Good and defecting against "
                    f"Bad): {good} of {n} seeds{other} — {'met' if ok else 'not met'}.")
     return out
