@@ -196,6 +196,44 @@ def test_five_observers_are_distinct():
         assert all(len(set(p[:, d].tolist())) == 5 for d in range(20))
 
 
+def test_remembered_observer_panels_are_the_drawn_ones_bit_for_bit(monkeypatch):
+    """The panel memory (evaluations replay the same generator states): a state seen before
+    gives the panels drawing gives and leaves the generator where drawing would, bit for bit;
+    the memory stays within its byte budget."""
+    from reciprocity.envs import core
+
+    draws = []
+    real = core._draw_observer_panels
+    monkeypatch.setattr(core, "_draw_observer_panels",
+                        lambda *a: draws.append(1) or real(*a))
+    monkeypatch.setattr(core, "_PANEL_MEMO", type(core._PANEL_MEMO)())
+    monkeypatch.setattr(core, "_panel_memo_size", 0)
+
+    def play(budget):
+        monkeypatch.setattr(core, "_PANEL_MEMO_BYTES", budget)
+        rng = np.random.default_rng(3)
+        panels = [random_observer_panels(rng, 50, 7, 3) for _ in range(4)]
+        return panels, rng.random(5)
+
+    fresh, after_fresh = play(0)           # nothing kept
+    assert len(draws) == 4 and not core._PANEL_MEMO
+    first, after_first = play(64 << 20)    # drawn and kept
+    again, after_again = play(64 << 20)    # remembered
+    assert len(draws) == 8 and len(core._PANEL_MEMO) == 4
+    for a, b, c in zip(fresh, first, again, strict=True):
+        assert a.dtype == c.dtype == np.int64
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(after_fresh, after_first)
+    np.testing.assert_array_equal(after_fresh, after_again)
+    small = 2 * 50 * 3 * 7                 # bytes of two panels (int8)
+    monkeypatch.setattr(core, "_PANEL_MEMO_BYTES", small)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        random_observer_panels(rng, 50, 7, 3)
+        assert core._panel_memo_size <= small and len(core._PANEL_MEMO) <= 2
+
+
 def test_audit_draws_come_after_the_plain_games_draws():
     """With one observer an audited game draws the plain game's numbers, then its audits: the
     same seed gives the same matching and errors (common random numbers with the plain game)."""
