@@ -122,7 +122,9 @@ class Attribution:
     """The decomposition of learners' reciprocity gradients, batch shape ``(S, F)``.
 
     Arrays are numpy, contexts in index order (``2 x + y`` for the action head,
-    ``4 x + 2 y + a`` for the signal head); ``H`` is the horizon, delay d = t - s in 0..H-1.
+    ``4 x + 2 y + a`` for the signal head); ``H`` is the number of model rounds (the horizon and,
+    with ``tail_rounds``, the tail that stands for the rounds after it), delay d = t - s in
+    0..H-1.
     """
 
     channels: tuple[Channel, ...]
@@ -218,7 +220,8 @@ def decompose(learner: ReciprocityGradient, start: torch.Tensor, est_action: tor
         (J (S, F), {channel: (S, F, H, K) parts}).
     """
     params, config = learner.params, learner.config
-    horizon = config.horizon
+    # the model's rounds: the horizon and the tail that stands for the rounds after it
+    rounds = config.horizon + config.tail_rounds
     # the numbers of the game as the learner's model has them (a learned world's estimates, per
     # learner), as its objective uses them
     world = learner.world.numbers(own_action.device)
@@ -243,7 +246,7 @@ def decompose(learner: ReciprocityGradient, start: torch.Tensor, est_action: tor
     copies: list[dict[str, torch.Tensor]] = []
 
     def round_tables():
-        for _ in range(horizon):
+        for _ in range(rounds):
             leaves = {c.name: tables[c.head].clone().requires_grad_(True) for c in chans}
             copies.append(leaves)
             yield prepare(shared["action"], shared["signal"],
@@ -257,17 +260,17 @@ def decompose(learner: ReciprocityGradient, start: torch.Tensor, est_action: tor
             p0, round_tables(), benefit=number(world.benefit, 2), cost=number(world.cost, 2),
             update_probability=number(world.update_probability, 2),
             signal_audit=number(world.signal_audit, 2)))
-        weights, norm = discount_weights(horizon, config.gamma)
+        weights, norm = discount_weights(config.horizon, config.gamma, config.tail_rounds)
         own = [w / norm * learner.own_entry(x).mean(dim=-1) for w, x in zip(weights, payoffs,
                                                                         strict=True)]
         s, f = own_action.shape[:2]
-        parts = {c.name: torch.zeros(s, f, horizon, NUM_CONTEXTS[c.head],
+        parts = {c.name: torch.zeros(s, f, rounds, NUM_CONTEXTS[c.head],
                                      dtype=own_action.dtype, device=own_action.device)
                  for c in chans}
         for t, payoff in enumerate(own):
             # a table used in round s moves the payoffs of rounds t >= s only
             inputs = [copies[r][c.name] for r in range(t + 1) for c in chans]
-            grads = torch.autograd.grad(payoff.sum(), inputs, retain_graph=t + 1 < horizon,
+            grads = torch.autograd.grad(payoff.sum(), inputs, retain_graph=t + 1 < rounds,
                                         allow_unused=True)
             for i, grad in enumerate(grads):
                 r, c = divmod(i, len(chans))

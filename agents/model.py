@@ -213,12 +213,28 @@ def _is(value, number: float) -> bool:
     return not isinstance(value, torch.Tensor) and value == number
 
 
-def discount_weights(horizon: int, gamma: float) -> tuple[list[float], float]:
-    """(gamma^t for t < horizon, their sum): round t's payoff counts gamma^t / sum."""
+def discount_weights(horizon: int, gamma: float, tail: int = 0) -> tuple[list[float], float]:
+    """(the weight of each model round, their sum): round t's payoff counts weight_t / sum.
+
+    Without a tail, weight_t = gamma^t for t < horizon: the objective is the discounted mean
+    payoff of the first ``horizon`` rounds, and its last rounds pay the cost of cooperating
+    without the reputation it earns, which comes after the horizon (near b ~ c that end alone
+    can make defection the model's optimum). With ``tail`` = K > 0 rounds the rounds after the
+    horizon are valued too, as K more model rounds whose mean payoff stands for every later round:
+    weight gamma^H / ((1 - gamma) K) each, so that the sum of weights is 1 / (1 - gamma), that of
+    the infinite discounted series, and the objective estimates the discounted payoff of the
+    whole game (exactly, once the reputations have settled into a fixed point or, for K even, a
+    cycle of period 2 by round H). Needs gamma < 1.
+    """
+    if tail and not gamma < 1:
+        raise ValueError(f"tail: the rounds after the horizon are valued as the rest of a "
+                         f"discounted series, which needs gamma < 1, got gamma={gamma!r}")
     weights, weight = [], 1.0
     for _ in range(horizon):
         weights.append(weight)
         weight *= gamma
+    if tail:
+        weights.extend([weight / ((1 - gamma) * tail)] * tail)
     return weights, sum(weights)
 
 
@@ -304,11 +320,12 @@ def fused_round_backward(good_bar: torch.Tensor, p: torch.Tensor, c1: torch.Tens
 
 
 def fused_rounds(p0, c0, c1, *, horizon, gamma, benefit, cost, update_probability,
-                 keep: bool):
-    """The forward pass of the fused unroll: (sum_t w_t payoff_t (..., N), w_t = gamma^t /
-    norm, and the trace :func:`fused_rounds_reverse` needs (empty unless ``keep``))."""
+                 keep: bool, tail: int = 0):
+    """The forward pass of the fused unroll: (sum_t w_t payoff_t (..., N), w_t the weights of
+    :func:`discount_weights` over their sum, and the trace :func:`fused_rounds_reverse` needs
+    (empty unless ``keep``))."""
     per_benefit = benefit / (p0.shape[-1] - 1)
-    weights, norm = discount_weights(horizon, gamma)
+    weights, norm = discount_weights(horizon, gamma, tail)
     p, total, trace = p0, torch.zeros_like(p0), []
     cost_per_benefit = cost / per_benefit
     scale = per_benefit / norm if isinstance(per_benefit, torch.Tensor) else None
@@ -326,12 +343,17 @@ def fused_rounds(p0, c0, c1, *, horizon, gamma, benefit, cost, update_probabilit
 
 
 def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
-                         update_probability):
+                         update_probability, tail: int = 0):
     """The reverse pass of the fused unroll for the cotangent ``grad`` (..., N) of its value:
     the cotangents of (p0, c0, c1). Plain tensor operations: run where autograd records (the
     trace of a recorded :func:`fused_rounds`), the result is differentiable again."""
     # the recursion runs on cotangents per unit of the round's weight: the payoff's is then
-    # the same in every round, and the next round's reaches this one times gamma
+    # the same in every round, and the next round's reaches this one times the ratio of their
+    # weights (gamma within the horizon)
+    weights, norm = discount_weights(horizon, gamma, tail)
+    ratios = [gamma] * (horizon - 1) + \
+        ([weights[horizon] / weights[horizon - 1] if weights[horizon - 1] else 0.0] +
+         [1.0] * (tail - 1) if tail else []) + [0.0]
     rho = update_probability
     n = grad.shape[-1]
     receipts_bar = grad * (benefit / (n - 1))   # of (N - 1) x what each agent receives
@@ -341,8 +363,8 @@ def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
     p_bar = torch.zeros_like(grad)
     columns_bar, reputations = [], []
     stay = 1 - rho if isinstance(rho, torch.Tensor) else None
-    for p, saved in reversed(trace):
-        next_bar = p_bar * gamma           # the next round's p cotangent, per unit weight here
+    for (p, saved), ratio in zip(reversed(trace), reversed(ratios), strict=True):
+        next_bar = p_bar * ratio           # the next round's p cotangent, per unit weight here
         good_bar = next_bar if _is(rho, 1) else next_bar * rho
         p_bar, bar = fused_round_backward(good_bar, p, c1, saved, receipts_bar, give_bar,
                                           u_bar)
@@ -352,7 +374,6 @@ def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
             p_bar.add_(next_bar, alpha=1 - rho)
         columns_bar.append(bar)
         reputations.append(p)
-    weights, norm = discount_weights(horizon, gamma)
     scale = torch.tensor(weights[::-1], dtype=grad.dtype, device=grad.device) / norm
     columns_bar = torch.stack(columns_bar) * scale.view(-1, *[1] * (grad.dim() + 1))
     c1_bar = (columns_bar * torch.stack(reputations).unsqueeze(-1)).sum(dim=0)
@@ -360,12 +381,13 @@ def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
 
 
 class _FusedUnroll(torch.autograd.Function):
-    """sum_t w_t payoff_t, w_t = gamma^t / norm, over the rounds of :func:`fused_round`."""
+    """sum_t w_t payoff_t over the rounds of :func:`fused_round` (weights of
+    :func:`discount_weights`)."""
 
     @staticmethod
-    def forward(ctx, p0, c0, c1, horizon, gamma, benefit, cost, update_probability, keep):
+    def forward(ctx, p0, c0, c1, horizon, gamma, benefit, cost, update_probability, keep, tail):
         rules = dict(horizon=horizon, gamma=gamma, benefit=benefit, cost=cost,
-                     update_probability=update_probability)
+                     update_probability=update_probability, tail=tail)
         total, ctx.trace = fused_rounds(p0, c0, c1, keep=keep, **rules)
         ctx.rules = rules
         ctx.save_for_backward(c1)
@@ -377,30 +399,32 @@ class _FusedUnroll(torch.autograd.Function):
         (c1,) = ctx.saved_tensors
         bars = fused_rounds_reverse(ctx.trace, c1, grad, **ctx.rules)
         ctx.trace = None
-        return (*bars, None, None, None, None, None, None)
+        return (*bars, None, None, None, None, None, None, None)
 
 
 def fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: int, gamma: float,
-                 benefit: float, cost: float, update_probability: float) -> torch.Tensor:
-    """:func:`unroll`'s value, sum_t gamma^t payoff_t / sum_t gamma^t (..., N), for tables
-    without an audit (:func:`bilinear_coefficients`): the same as summing
-    :func:`payoffs_by_round`, at a fraction of the cost of the forward and backward passes."""
+                 benefit: float, cost: float, update_probability: float,
+                 tail: int = 0) -> torch.Tensor:
+    """:func:`unroll`'s value, sum_t w_t payoff_t / sum_t w_t (..., N) (the weights of
+    :func:`discount_weights`), for tables without an audit (:func:`bilinear_coefficients`): the
+    same as summing :func:`payoffs_by_round`, at a fraction of the cost of the forward and
+    backward passes."""
     c0, c1 = bilinear_coefficients(tables)
     shape = torch.broadcast_shapes(p0.shape, c0.shape[:-1])
     # the rounds are kept for the reverse pass only if there will be one
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in (p0, c0, c1))
     return _FusedUnroll.apply(p0.expand(shape), c0.expand(*shape, 4), c1.expand(*shape, 4),
-                              horizon, gamma, benefit, cost, update_probability, keep)
+                              horizon, gamma, benefit, cost, update_probability, keep, tail)
 
 
 def _recorded_fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: int, gamma: float,
-                           benefit: float, cost: float,
-                           update_probability: float) -> torch.Tensor:
+                           benefit: float, cost: float, update_probability: float,
+                           tail: int = 0) -> torch.Tensor:
     """:func:`fused_unroll` without its written-out reverse pass: autograd records every
     :func:`fused_round`, so the value can be differentiated twice."""
     c0, c1 = bilinear_coefficients(tables)
     per_benefit = benefit / (p0.shape[-1] - 1)
-    weights, norm = discount_weights(horizon, gamma)
+    weights, norm = discount_weights(horizon, gamma, tail)
     p, total = p0, 0
     for weight in weights:
         p_next, payoff, _ = fused_round(p, c0, c1, cost_per_benefit=cost / per_benefit,
@@ -413,7 +437,8 @@ def _recorded_fused_unroll(p0: torch.Tensor, tables: RoundTables, *, horizon: in
 def unroll_gradient(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor,
                     grad: torch.Tensor, inputs, *, horizon: int, gamma: float, benefit: float,
                     cost: float, update_probability: float, observers_per_interaction: int = 1,
-                    signal_audit: float = 0.0, audit_norm: torch.Tensor | None = None):
+                    signal_audit: float = 0.0, audit_norm: torch.Tensor | None = None,
+                    tail: int = 0):
     """The gradient of sum(grad * :func:`unroll` (...)) with respect to ``inputs`` (tensors the
     tables were computed from), itself differentiable (``create_graph``): for objectives of
     higher order, such as a learner's payoff after another learner's anticipated gradient step.
@@ -422,7 +447,7 @@ def unroll_gradient(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor
     (:func:`fused_rounds_reverse`) with autograd recording both: a fraction of the operations of
     autograd's own double backward, which serves the audit."""
     rules = dict(horizon=horizon, gamma=gamma, benefit=benefit, cost=cost,
-                 update_probability=update_probability)
+                 update_probability=update_probability, tail=tail)
     if not _is(signal_audit, 0):
         value = unroll(p0, action, signal, **rules,
                        observers_per_interaction=observers_per_interaction,
@@ -442,11 +467,14 @@ def unroll_gradient(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor
 def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, horizon: int,
            gamma: float, benefit: float, cost: float, update_probability: float,
            observers_per_interaction: int = 1, signal_audit: float = 0.0,
-           audit_norm: torch.Tensor | None = None, higher_order: bool = False) -> torch.Tensor:
-    """Discounted mean payoff per round over ``horizon`` rounds from ``p0``.
+           audit_norm: torch.Tensor | None = None, higher_order: bool = False,
+           tail: int = 0) -> torch.Tensor:
+    """Discounted mean payoff per round over ``horizon`` rounds from ``p0`` (and, with
+    ``tail`` > 0, over every later round as well: see :func:`discount_weights`).
 
-    Returns (..., N): sum_t gamma^t payoff_t / sum_t gamma^t for every agent (the learner reads
-    off its own entry). Cost is linear in the horizon: one model round per round, the fused
+    Returns (..., N): sum_t w_t payoff_t / sum_t w_t for every agent (the learner reads off its
+    own entry), w_t = gamma^t without a tail. Cost is linear in the horizon: one model round per
+    round (``horizon + tail`` of them), the fused
     round (:func:`fused_unroll`) without an audit, :func:`advance` with one. The institution
     keywords are those of :func:`round_step`. ``higher_order=True`` lets autograd record every
     operation of the rounds (fused or not), so that the value can be differentiated twice
@@ -458,11 +486,11 @@ def unroll(p0: torch.Tensor, action: torch.Tensor, signal: torch.Tensor, *, hori
         if higher_order:  # the fused rounds, recorded op by op
             return _recorded_fused_unroll(p0, tables, horizon=horizon, gamma=gamma,
                                           benefit=benefit, cost=cost,
-                                          update_probability=update_probability)
+                                          update_probability=update_probability, tail=tail)
         return fused_unroll(p0, tables, horizon=horizon, gamma=gamma, benefit=benefit, cost=cost,
-                            update_probability=update_probability)
-    weights, norm = discount_weights(horizon, gamma)
-    payoffs = payoffs_by_round(p0, repeat(tables, horizon), benefit=benefit, cost=cost,
+                            update_probability=update_probability, tail=tail)
+    weights, norm = discount_weights(horizon, gamma, tail)
+    payoffs = payoffs_by_round(p0, repeat(tables, len(weights)), benefit=benefit, cost=cost,
                                update_probability=update_probability, signal_audit=signal_audit)
     total = torch.zeros_like(p0)
     for weight, payoff in zip(weights, payoffs, strict=True):

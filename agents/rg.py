@@ -58,6 +58,12 @@ class RGConfig:
     # it high: cooperating pays c now and about gamma * b (1 - e) a round later, and with
     # b = 1.1, c = 1 (low-benefit-v0) gamma = 0.97 already flips the optimum to defection.
     gamma: float = 0.99
+    # K > 0: the rounds after the horizon are valued too, as K more model rounds whose mean
+    # payoff stands for every later round (weight gamma^H / (1 - gamma) in all), so that the
+    # objective estimates the discounted payoff of the whole game at any horizon; 0: the first
+    # H rounds only, whose last rounds pay for cooperation without the reputation it earns
+    # (model.discount_weights)
+    tail_rounds: int = 0
     lr: float = 0.1  # Adam step size on the policy parameters
     steps_per_update: int = 5  # reciprocity-gradient steps after each refit
     estimator_prior: float = 2.0  # pseudo-counts pulling an agent's estimate to the pooled one
@@ -83,10 +89,19 @@ class RGConfig:
     world_factors: dict | None = None
     others_norm: str | None = None
 
+    #: fields added after runs were made: at these values a run's identity leaves them out, so
+    #: that runs made before them keep their identity (and resume)
+    identity_defaults: ClassVar[dict] = {"tail_rounds": 0}
+
     def __post_init__(self):
         for name in ("rounds_per_update", "horizon", "steps_per_update", "hidden"):
             setattr(self, name, check_int(name, getattr(self, name), minimum=1))
         self.gamma = check_real("gamma", self.gamma, 0.0, 1.0)
+        self.tail_rounds = check_int("tail_rounds", self.tail_rounds, minimum=0)
+        if self.tail_rounds and not self.gamma < 1:
+            raise ValueError(f"tail_rounds={self.tail_rounds} values the rounds after the horizon "
+                             f"as the rest of a discounted series, which needs gamma < 1, got "
+                             f"gamma={self.gamma!r}")
         self.lr = check_real("lr", self.lr, 0.0)
         self.estimator_prior = check_real("estimator_prior", self.estimator_prior, 0.0,
                                           low_open=True)
@@ -154,16 +169,16 @@ class ReciprocityGradient:
 
     @staticmethod
     def relative_cost(config: RGConfig, num_agents: int) -> float:
-        """Every update unrolls the model (N agents, ``horizon`` rounds) ``steps_per_update``
-        times."""
-        return config.steps_per_update * config.horizon * num_agents / \
+        """Every update unrolls the model (N agents, ``horizon`` rounds and the tail's)
+        ``steps_per_update`` times."""
+        return config.steps_per_update * (config.horizon + config.tail_rounds) * num_agents / \
             (5 * config.rounds_per_update)
 
     @staticmethod
     def memory_parts(config: RGConfig, num_seeds: int, num_envs: int,
                      env_config: EnvConfig) -> dict:
         """The model unroll, saved for the backward pass."""
-        h, f = config.horizon, int(env_config.focal_slots.size)
+        h, f = config.horizon + config.tail_rounds, int(env_config.focal_slots.size)
         return {"horizon": (f"RG's model unroll of {h} rounds over {num_seeds * num_envs} games",
                             h * num_seeds * f * num_envs * env_config.num_agents
                             * _UNROLL_BYTES)}
@@ -260,6 +275,7 @@ class ReciprocityGradient:
             assessment_error=_per_learner(w.assessment_error, 1 + extra))
         p0 = start.reshape(start.shape[0], *(1,) * (1 + extra), *start.shape[1:])
         rules = dict(horizon=self.config.horizon, gamma=self.config.gamma,
+                     tail=self.config.tail_rounds,
                      benefit=_per_learner(w.benefit, 2 + extra),
                      cost=_per_learner(w.cost, 2 + extra),
                      update_probability=_per_learner(w.update_probability, 2 + extra),

@@ -106,7 +106,7 @@ class LearningAwareRG(ReciprocityGradient):
                      env_config: EnvConfig) -> dict:
         """The model unroll and its copies (one per other learner and lookahead step), kept
         for the backward pass with their graph."""
-        h, f = config.horizon, int(env_config.focal_slots.size)
+        h, f = config.horizon + config.tail_rounds, int(env_config.focal_slots.size)
         copies = 1 + 2 * config.lookahead_steps * max(0, f - 1)
         return {"horizon": (f"rg-la's model unrolls of {h} rounds over {num_seeds * num_envs} "
                             f"games, {copies} copies",

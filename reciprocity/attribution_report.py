@@ -10,9 +10,9 @@ What is attributed, and from what (the decomposition is :mod:`reciprocity.agents
   ``reciprocity train --init SPEC`` starts from (the strategy's tables clipped to
   [0.05, 0.95]) in every focal slot;
 * **the model**: RG's model of the run's scenario (the resolved scenario stored in
-  ``metrics.json`` under ``config.scenario``), with the run's ``horizon``, ``gamma`` and
-  ``estimator_prior`` for an RG run and RG's defaults otherwise (``--horizon``/``--gamma``
-  override both);
+  ``metrics.json`` under ``config.scenario``), with the run's ``horizon``, ``gamma``,
+  ``tail_rounds`` and ``estimator_prior`` for an RG run and RG's defaults otherwise
+  (``--horizon``/``--gamma`` override both);
 * **the estimators and the start state**, from a fresh public record of the policy: every focal
   slot plays the policy (stochastically) for ``rounds`` rounds (default: the scenario's
   ``max_rounds``, one episode) in each of ``games`` games (default 16) from the scenario's
@@ -142,7 +142,8 @@ def from_run(run: str | Path) -> Subject:
     algo_config = _stored(first, "algo")
     if algo == "rg" and isinstance(algo_config, dict):
         config = replace(config, **{k: algo_config[k] for k in
-                                    ("horizon", "gamma", "estimator_prior") if k in algo_config})
+                                    ("horizon", "gamma", "tail_rounds", "estimator_prior")
+                                    if k in algo_config})
     agents = [f"agent_{slot}" for slot in scenario.env_config.focal_slots]
     tables = [[_tables(m, agent, path) for agent in agents] for path, m in records]
     return Subject(scenario=scenario, name=str(algo), seeds=[m.get("seed") for _, m in records],

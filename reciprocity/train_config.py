@@ -275,13 +275,18 @@ class TrainConfig:
     def identity_config(self) -> dict:
         """Everything that determines the results (not the checkpoint cadence or logging)."""
         learner = self.learner_config()
+        algo_config = dataclasses.asdict(learner)
+        # a field added later, at its identity default, keeps the identity runs had before it
+        for key, default in getattr(learner, "identity_defaults", {}).items():
+            if key in algo_config and algo_config[key] == default:
+                del algo_config[key]
         return {"scenario": self._scenario.to_dict(),
                 "scenario_hash": self._scenario.content_hash(),
                 "algo": self.algo, "seeds": list(self.seeds), "rounds": self.rounds,
                 "num_envs": self.num_envs, "eval_envs": self.eval_envs,
                 "eval_rounds": self.resolved_eval_rounds(), "eval_burn_in": self.eval_burn_in,
                 "eval_budgets": list(self.eval_budgets),
-                "algo_config": dataclasses.asdict(learner), "init_policy": self.init_policy,
+                "algo_config": algo_config, "init_policy": self.init_policy,
                 # a full start keeps the identity runs had before init_mix existed
                 **({"init_mix": self.init_mix} if self.init_mix != 1.0 else {}),
                 "device": self.device, **self.warmup_identity()}

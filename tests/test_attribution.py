@@ -47,12 +47,13 @@ CASES = {
 
 
 def random_learner(env_config, kind="tabular", horizon=12, gamma=0.95, seeds=2, games=3,
-                   seed=0, world="oracle"):
+                   seed=0, world="oracle", tail=0):
     """A float64 RG learner with a random policy, random estimators and a random start; with
     ``world="learned"`` its world model holds random per-learner estimates of the numbers."""
     f, n = env_config.focal_slots.size, env_config.num_agents
     learner = ReciprocityGradient(RGConfig(horizon=horizon, gamma=gamma, policy=kind,
-                                           hidden=8, world_model=world), env_config,
+                                           hidden=8, world_model=world, tail_rounds=tail),
+                                  env_config,
                                   (seeds, f), seed=seed)
     learner.policy.double()
     if world == "learned":  # as if fitted: per-learner estimates of every number
@@ -94,6 +95,23 @@ def test_parts_sum_to_the_learners_gradient(case, kind, world):
         summed = sum(att.parameter_gradient[c.name][i] for c in att.channels)
         np.testing.assert_allclose(summed.numpy(), param.grad.numpy(), rtol=0, atol=1e-6)
     assert att.sum_error() < 1e-6
+
+
+@pytest.mark.parametrize("case", ["slow", "audit-and-majority"])
+def test_parts_sum_to_the_learners_gradient_with_a_tail(case):
+    """With a tail (the rounds after the horizon valued as K more model rounds) the tail's
+    rounds are delays H..H+K-1, and the parts still sum to the objective's gradient."""
+    learner, start, est_a, est_s = random_learner(CASES[case], horizon=6, tail=3)
+    att = attribute(learner, start, est_a, est_s)
+    objective = learner.objective(start, est_a, est_s)
+    np.testing.assert_allclose(att.value, objective.detach().numpy(), rtol=0, atol=1e-12)
+    for head in ("action", "signal"):
+        assert att.gradient[att.head_channels(head)[0].name].shape[-2] == 6 + 3
+        np.testing.assert_allclose(att.total(head), att.model_gradient[head], rtol=0, atol=1e-6)
+    assert att.sum_error() < 1e-6
+    # the tail matters: without it the same learner's value is another
+    plain, *inputs = random_learner(CASES[case], horizon=6)
+    assert np.abs(att.value - plain.objective(*inputs).detach().numpy()).max() > 1e-3
 
 
 def test_delays_match_finite_differences_of_one_round():

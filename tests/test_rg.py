@@ -59,12 +59,14 @@ def test_model_fixed_point_matches_closed_form_for_stern_judging():
     assert abs(p.mean().item() - expected) < 1e-3
 
 
-def test_reciprocity_gradient_equals_finite_differences():
+@pytest.mark.parametrize("tail", [0, 2])
+def test_reciprocity_gradient_equals_finite_differences(tail):
     """backward() through the unrolled model (estimators held fixed) equals central finite
-    differences of the same objective, for both heads, in float64."""
+    differences of the same objective, for both heads, in float64 (with and without the tail
+    that values the rounds after the horizon)."""
     env_config = get_scenario("discriminators-vs-defectors-v0").env_config
-    rg = ReciprocityGradient(RGConfig(horizon=6, gamma=0.9, world_model="oracle"), env_config,
-                             (1, 1))
+    rg = ReciprocityGradient(RGConfig(horizon=6, gamma=0.9, tail_rounds=tail,
+                                      world_model="oracle"), env_config, (1, 1))
     rng = np.random.default_rng(3)
     n = env_config.num_agents
     est_a, est_s = (torch.tensor(t[None]) for t in _random_tables(rng, n))
@@ -155,8 +157,9 @@ def test_unroll_cost_is_linear_in_horizon(monkeypatch):
     assert calls == {"advance": 13}
 
 
-@pytest.mark.parametrize("k, u, n", [(1, 1.0, 10), (1, 0.3, 5), (3, 0.7, 9), (1, 1.0, 2)])
-def test_fused_unroll_is_the_round_by_round_model(k, u, n):
+@pytest.mark.parametrize("k, u, n, tail", [(1, 1.0, 10, 0), (1, 0.3, 5, 0), (3, 0.7, 9, 0),
+                                           (1, 1.0, 2, 0), (1, 0.3, 5, 2), (3, 0.7, 9, 3)])
+def test_fused_unroll_is_the_round_by_round_model(k, u, n, tail):
     """The fused unroll (bilinear forms, reverse pass written by hand) computes the value of the
     round-by-round model (:func:`advance`, checked against the core above) and its gradient with
     respect to every table and the start reputations, in float64, with the RG batch layout
@@ -171,12 +174,14 @@ def test_fused_unroll_is_the_round_by_round_model(k, u, n):
     p0 = torch.tensor(rng.uniform(0, 1, (2, 1, 4, n)), requires_grad=True)
     cotangent = torch.tensor(rng.normal(size=(2, 3, 4, n)))
     rules = {"benefit": 3.0, "cost": 1.0, "update_probability": u}
-    weights, norm = discount_weights(7, 0.9)
+    weights, norm = discount_weights(7, 0.9, tail)
+    assert len(weights) == 7 + tail
     tables = prepare(action, signal, observers_per_interaction=k)
     reference = sum(w / norm * x for w, x in
-                    zip(weights, payoffs_by_round(p0, repeat(tables, 7), **rules), strict=True))
+                    zip(weights, payoffs_by_round(p0, repeat(tables, 7 + tail), **rules),
+                        strict=True))
     fused = unroll(p0, action, signal, horizon=7, gamma=0.9, observers_per_interaction=k,
-                   **rules)
+                   tail=tail, **rules)
     torch.testing.assert_close(fused, reference, rtol=0, atol=1e-12)
     for got, want in zip(torch.autograd.grad((fused * cotangent).sum(), (action, signal, p0)),
                          torch.autograd.grad((reference * cotangent).sum(), (action, signal, p0)),
@@ -185,7 +190,105 @@ def test_fused_unroll_is_the_round_by_round_model(k, u, n):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
     with torch.no_grad():
         torch.testing.assert_close(unroll(p0, action, signal, horizon=7, gamma=0.9,
-                                          observers_per_interaction=k, **rules), reference)
+                                          observers_per_interaction=k, tail=tail, **rules),
+                                   reference)
+
+
+def test_tail_weights_are_those_of_the_rounds_after_the_horizon():
+    """With a tail of K rounds the weights are gamma^t within the horizon and together
+    gamma^H / (1 - gamma) after it: the weights of the infinite discounted series."""
+    from reciprocity.agents.model import discount_weights
+
+    for horizon, gamma, tail in ((1, 0.5, 1), (10, 0.99, 2), (25, 0.9, 4)):
+        weights, norm = discount_weights(horizon, gamma, tail)
+        assert weights[:horizon] == discount_weights(horizon, gamma)[0]
+        assert len(weights) == horizon + tail and len(set(weights[horizon:])) == 1
+        after = sum(gamma ** t for t in range(horizon, 20_000))
+        assert sum(weights[horizon:]) == pytest.approx(after, rel=1e-9)
+        assert norm == pytest.approx(1 / (1 - gamma), rel=1e-9)
+    with pytest.raises(ValueError, match="gamma"):
+        discount_weights(10, 1.0, 2)
+    for bad in ({"tail_rounds": 2, "gamma": 1.0}, {"tail_rounds": -1}, {"tail_rounds": 1.5}):
+        with pytest.raises(ValueError, match="tail_rounds"):
+            RGConfig(**bad)
+
+
+def _one_learner_world(scenario, seed=0):
+    """(executed-action and published-signal tables (N, 4) / (N, 8) with a random stochastic
+    learner row as leaves, the learner's slot, the scenario's parameters)."""
+    env_config = get_scenario(scenario).env_config
+    params, n = env_config.params, env_config.num_agents
+    e, mu = params.execution_error, params.assessment_error
+    action, assess = strategy_tables(env_config.strategies)
+    g = torch.Generator().manual_seed(seed)
+    own_a = (torch.rand(4, generator=g, dtype=torch.float64) * 0.6 + 0.2).requires_grad_()
+    own_s = (torch.rand(8, generator=g, dtype=torch.float64) * 0.6 + 0.2).requires_grad_()
+    slot = int(env_config.focal_slots[0])
+    mask = torch.zeros(n, 1, dtype=torch.float64)
+    mask[slot] = 1
+    tables = (torch.tensor(action * (1 - e)) * (1 - mask) + own_a * (1 - e) * mask,
+              torch.tensor(mu + (1 - 2 * mu) * assess) * (1 - mask) +
+              (mu + (1 - 2 * mu) * own_s) * mask)
+    return tables, (own_a, own_s), slot, params
+
+
+@pytest.mark.parametrize("scenario, horizon, atol", [("low-benefit-v0", 25, 1e-12),
+                                                    ("L6-slow-v0", 100, 1e-6)])
+def test_a_tail_values_the_rounds_after_the_horizon(scenario, horizon, atol):
+    """Where the reputations settle by the horizon (every background agent stern-judging, with
+    errors; one learner with a random stochastic policy), H rounds and a tail of 2 give the
+    discounted payoff of the whole game — the same model unrolled for 700 rounds, gamma^700 ~
+    3e-16 — value and gradient; H rounds alone are off by far more (u = 1 settles at once, u =
+    0.2 slowly)."""
+    (action, signal), leaves, slot, params = _one_learner_world(scenario)
+    rules = dict(gamma=0.95, benefit=params.benefit, cost=params.cost,
+                 update_probability=params.update_probability)
+    p0 = torch.ones(action.shape[0], dtype=torch.float64)
+
+    def value_and_gradient(horizon, tail):
+        value = unroll(p0, action, signal, horizon=horizon, tail=tail, **rules)[slot]
+        return value.item(), torch.cat(torch.autograd.grad(value, leaves, retain_graph=True))
+
+    whole, whole_grad = value_and_gradient(700, 0)
+    tailed, tailed_grad = value_and_gradient(horizon, 2)
+    cut, cut_grad = value_and_gradient(horizon, 0)
+    assert tailed == pytest.approx(whole, rel=0, abs=atol)
+    torch.testing.assert_close(tailed_grad, whole_grad, rtol=0, atol=10 * atol)
+    assert abs(cut - whole) > 1e-4 and (cut_grad - whole_grad).abs().max() > 1e-4
+
+
+def test_with_a_tail_the_model_s_optimum_is_the_long_run_one_at_a_short_horizon():
+    """low-benefit-v0 (b = 1.1, c = 1): over all 4096 deterministic policies of the learner, the
+    model's best action rule at H = 25 is to defect always (its last rounds pay for cooperation
+    whose reputation comes after the horizon), while the same model over 1000 rounds and H = 25
+    with a tail both choose the discriminator's rule (the reference optimum's, in
+    docs/results.md)."""
+    import itertools
+
+    env_config = get_scenario("low-benefit-v0").env_config
+    params, n = env_config.params, env_config.num_agents
+    e, mu = params.execution_error, params.assessment_error
+    action, assess = strategy_tables(env_config.strategies)
+    rules = list(itertools.product((0.0, 1.0), repeat=4))
+    verdicts = list(itertools.product((0.0, 1.0), repeat=8))
+    own_a = torch.tensor(rules, dtype=torch.float64).repeat_interleave(len(verdicts), 0)
+    own_s = torch.tensor(verdicts, dtype=torch.float64).repeat(len(rules), 1)
+    slot = int(env_config.focal_slots[0])
+    a = torch.tensor(action * (1 - e)).repeat(len(own_a), 1, 1)
+    s = torch.tensor(mu + (1 - 2 * mu) * assess).repeat(len(own_a), 1, 1)
+    a[:, slot], s[:, slot] = own_a * (1 - e), mu + (1 - 2 * mu) * own_s
+    p0 = torch.ones(len(own_a), n, dtype=torch.float64)
+    kw = dict(gamma=0.99, benefit=params.benefit, cost=params.cost, update_probability=1.0)
+
+    def best_rule(horizon, tail):
+        with torch.no_grad():
+            value = unroll(p0, a, s, horizon=horizon, tail=tail, **kw)[:, slot]
+        return own_a[int(value.argmax())].tolist()
+
+    discriminate = [0.0, 1.0, 0.0, 1.0]  # cooperate with Good recipients (context 2 x + y)
+    assert best_rule(1000, 0) == discriminate
+    assert best_rule(25, 0) == [0.0] * 4
+    assert best_rule(25, 2) == discriminate
 
 
 def test_estimators_recover_scripted_rules_from_public_record():
@@ -259,3 +362,22 @@ def test_rg_config_is_validated_through_estimators():
 def test_display_order_helper_matches_rule_tables():
     # DISC in display order GG GB BG BB is C D C D
     assert np.array_equal(from_display_order([1, 0, 1, 0]), parse_strategy("disc+L6").action)
+
+
+def test_the_tail_is_part_of_a_run_s_identity_only_when_there_is_one():
+    """A field added after runs were made (``tail_rounds``) leaves their identity as it was at
+    its default, so they still resume; any other value makes another run."""
+    from reciprocity.train_config import TrainConfig
+
+    def identity(**algo_config):
+        return TrainConfig(scenario="L6-v0", algo="rg", rounds=10,
+                           algo_config=algo_config).identity_config()
+
+    plain = identity()
+    assert "tail_rounds" not in plain["algo_config"]
+    assert identity(tail_rounds=0) == plain
+    tailed = identity(tail_rounds=2)
+    assert tailed["algo_config"]["tail_rounds"] == 2 and tailed != plain
+    for algo in ("rg-la", "rg-kant"):  # RG's variants inherit the field and the rule
+        config = TrainConfig(scenario="many-learners-v0", algo=algo, rounds=10)
+        assert "tail_rounds" not in config.identity_config()["algo_config"]

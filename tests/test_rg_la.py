@@ -44,14 +44,14 @@ def _own_tables(learner, seed=1):
             torch.rand(*shape, 8, generator=g, dtype=torch.float64) * 0.8 + 0.1)
 
 
-@pytest.mark.parametrize("u", [1.0, 0.6])
-def test_the_recorded_fused_unroll_is_the_fused_unroll_and_differentiable_twice(u):
+@pytest.mark.parametrize("u, tail", [(1.0, 0), (0.6, 0), (0.6, 2)])
+def test_the_recorded_fused_unroll_is_the_fused_unroll_and_differentiable_twice(u, tail):
     g = torch.Generator().manual_seed(3)
     n = 6
     p0 = torch.rand(2, n, generator=g, dtype=torch.float64)
     action = (torch.rand(2, n, 4, generator=g, dtype=torch.float64) * 0.9).requires_grad_()
     signal = torch.rand(2, n, 8, generator=g, dtype=torch.float64).requires_grad_()
-    kw = dict(horizon=12, gamma=0.95, benefit=3.0, cost=1.0, update_probability=u)
+    kw = dict(horizon=12, gamma=0.95, benefit=3.0, cost=1.0, update_probability=u, tail=tail)
     fused = unroll(p0, action, signal, **kw)
     recorded = unroll(p0, action, signal, higher_order=True, **kw)
     torch.testing.assert_close(recorded, fused)
@@ -111,15 +111,17 @@ def test_the_anticipated_step_is_each_learner_s_own_gradient(scenario):
                                 abs_tol=1e-9), (head, k)
 
 
-@pytest.mark.parametrize("world", ["oracle", "learned"])
-@pytest.mark.parametrize("steps", [1, 2])
-def test_the_learning_aware_gradient_equals_finite_differences(steps, world):
+@pytest.mark.parametrize("steps, world, tail", [(1, "oracle", 0), (2, "oracle", 0),
+                                                (1, "learned", 0), (2, "learned", 0),
+                                                (1, "oracle", 2)])
+def test_the_learning_aware_gradient_equals_finite_differences(steps, world, tail):
     """d/dtheta_i V_i(theta_i, z'(theta_i)) by autograd, against central differences of the
     whole objective, and its second-order part alone (theta_i moved in the lookahead only)
     against differences of V_i(theta_0, z'(theta)); with the scenario's numbers and with a
     learned world's per-learner estimates (each learner's own numbers in its model)."""
     scenario = "many-learners-v0"
-    learner = _learner(scenario, lookahead_lr=5.0, lookahead_steps=steps, world_model=world)
+    learner = _learner(scenario, lookahead_lr=5.0, lookahead_steps=steps, world_model=world,
+                       tail_rounds=tail)
     if world == "learned":
         fill_learned_world(learner.world)
     start, est_action, est_signal = _world(scenario)
