@@ -130,6 +130,8 @@ class Attribution:
     channels: tuple[Channel, ...]
     horizon: int
     gamma: float
+    tail_rounds: int
+    """model rounds after the horizon (RGConfig.tail_rounds): the delays run to H + tail - 1"""
     value: np.ndarray
     """(S, F) J, each learner's discounted expected payoff per round in the model"""
     gradient: dict[str, np.ndarray]
@@ -351,6 +353,7 @@ def attribute(learner: ReciprocityGradient, start: torch.Tensor,
     numpy = {name: x.detach().cpu().numpy() for name, x in parts.items()}
     return Attribution(
         channels=chans, horizon=learner.config.horizon, gamma=learner.config.gamma,
+        tail_rounds=learner.config.tail_rounds,
         value=value.cpu().numpy(), gradient=numpy,
         model_gradient={h: g.cpu().numpy() for h, g in model_grad.items()},
         parameter_gradient=parameter_grad, model_parameter_gradient=model_parameter_grad,

@@ -210,8 +210,10 @@ def attribution_options(subject: Subject, *, horizon: int | None = None,
     check_memory(name, f"{parts[name][0]} (with everything else)",
                  sum(nbytes for _, nbytes in parts.values()))
     # the record, then one backward pass through model rounds 0..t for every payoff round
-    # t < H: a model round with its gradient costs about 100 rounds of the core (measured)
-    record, model = rounds * s * games * n, 100 * config.horizon ** 2 * s * games * n
+    # t < H (and the tail's rounds): a model round with its gradient costs about 100 rounds of
+    # the core (measured)
+    model_rounds = config.horizon + config.tail_rounds
+    record, model = rounds * s * games * n, 100 * model_rounds ** 2 * s * games * n
     check_work(record_name if record >= model else "horizon", "the attribution",
                record + model)
     return config, games, rounds
@@ -346,6 +348,8 @@ def attribution_record(subject: Subject, att: Attribution, record: dict) -> dict
         "seeds": subject.seeds,
         "run_payoff": subject.payoff,
         "model": {"horizon": att.horizon, "gamma": att.gamma,
+                  # the tail's rounds are delays after the horizon (recorded only with one)
+                  **({"tail_rounds": att.tail_rounds} if att.tail_rounds else {}),
                   "institution": {"signal_audit": subject.scenario.signal_audit,
                                   "observers_per_interaction":
                                       subject.scenario.observers_per_interaction},
@@ -385,7 +389,7 @@ CUMULATIVE_LABEL = ("share of the head's gradient reached by delay d\n(1 at the 
 
 def _shown_delays(record: dict) -> int:
     """Delays up to the last one where some part of a head's shares reaches 1e-4 of its
-    largest (at least 10, at most the horizon)."""
+    largest (at least 10, at most the model's rounds: the horizon and its tail)."""
     shown = 10
     for head in HEADS:
         grid = np.array([[np.nan if v is None else v for v in delays]
@@ -393,7 +397,7 @@ def _shown_delays(record: dict) -> int:
         size = np.nan_to_num(np.abs(grid)).max(axis=0)
         if size.max() > 0:
             shown = max(shown, int(np.flatnonzero(size >= 1e-4 * size.max())[-1]) + 2)
-    return min(shown, record["model"]["horizon"])
+    return min(shown, record["model"]["horizon"] + record["model"].get("tail_rounds", 0))
 
 
 def plot_heads(ax_action, ax_signal, ax_cumulative, record: dict, title: str = "") -> None:

@@ -296,15 +296,17 @@ def attribute_cli(*args) -> int:
     return main(["attribute", *map(str, args), "--quiet"])
 
 
-@pytest.mark.parametrize("algo", ["rg", "ppo"])
-def test_attribute_a_trained_run(tmp_path, algo):
+@pytest.mark.parametrize("algo, tail", [("rg", 0), ("ppo", 0), ("rg", 3)])
+def test_attribute_a_trained_run(tmp_path, algo, tail):
     """A run folder (two seeds for RG) -> attribution.json with every learner, the parts summing
-    to the gradient, both figures' file; an RG run keeps its horizon, others get RG's."""
+    to the gradient, both figures' file; an RG run keeps its horizon (and its tail, whose
+    rounds are delays after the horizon), others get RG's."""
     seeds = (0, 1) if algo == "rg" else (0,)
     run = tmp_path / "run"
     train(TrainConfig("discriminators-vs-defectors-v0", algo=algo, seeds=seeds, rounds=20,
                       num_envs=2, eval_envs=4, eval_rounds=5,
-                      algo_config={"horizon": 7} if algo == "rg" else {}), run, progress=False)
+                      algo_config={"horizon": 7, "tail_rounds": tail} if algo == "rg" else {}),
+          run, progress=False)
     assert attribute_cli("--run", run, "--out", tmp_path / "att", "--games", 2) == 0
     record = json.loads((tmp_path / "att" / "attribution.json").read_text())
     assert (tmp_path / "att" / "attribution.png").stat().st_size > 0
@@ -319,7 +321,8 @@ def test_attribute_a_trained_run(tmp_path, algo):
         summed = np.sum([c["gradient"] for c in channels_.values()], axis=0)
         np.testing.assert_allclose(summed, learner["heads"][head]["model_gradient"], atol=1e-6)
         assert len(record["summary"][head]["cumulative_share_by_delay"]) == \
-            record["model"]["horizon"]
+            record["model"]["horizon"] + tail
+    assert record["model"].get("tail_rounds", 0) == tail
     assert record["summary"]["signal"]["largest_gradient_at_delay_0"] == 0.0
 
 
