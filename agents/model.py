@@ -351,9 +351,9 @@ def fused_rounds_reverse(trace, c1, grad, *, horizon, gamma, benefit, cost,
     # the same in every round, and the next round's reaches this one times the ratio of their
     # weights (gamma within the horizon)
     weights, norm = discount_weights(horizon, gamma, tail)
-    ratios = [gamma] * (horizon - 1) + \
-        ([weights[horizon] / weights[horizon - 1] if weights[horizon - 1] else 0.0] +
-         [1.0] * (tail - 1) if tail else []) + [0.0]
+    ratios = [gamma] * (horizon - 1) + [
+        later / earlier if earlier else 0.0
+        for earlier, later in zip(weights[horizon - 1:-1], weights[horizon:], strict=True)] + [0.0]
     rho = update_probability
     n = grad.shape[-1]
     receipts_bar = grad * (benefit / (n - 1))   # of (N - 1) x what each agent receives

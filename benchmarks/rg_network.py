@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -68,29 +69,25 @@ def conditional(policy: dict) -> bool:
     return abs(policy["action"]["GG"] - policy["action"]["GB"]) > 0.8
 
 
-def run(args) -> dict:
-    engine = Engine(workers=args.workers, progress=not args.quiet)
-    outside = [Scenario.from_dict(d, source="outside") for d in OUTSIDE]
-    catalogue = [get_scenario("L6-v0")] if args.quick else discriminative_catalogue(engine)
-    everything = catalogue + (outside[:1] if args.quick else outside)
-    refs = engine.references([ReferenceRequest(s) for s in everything])
-    cells = []
-    for name, params in VARIANTS.items():
-        for s in everything:
-            ref = refs[s.id]
-            config = TrainConfig(s, algo="rg", seeds=tuple(range(args.seeds)),
-                                 rounds=max(BUDGETS), num_envs=16, eval_envs=ref["protocol"][
-                                     "num_envs"], eval_rounds=ref["rounds"],
-                                 eval_burn_in=ref["burn_in"], eval_budgets=BUDGETS,
-                                 algo_config=params, checkpoint_every=0, save_checkpoint=False,
-                                 tensorboard=False)
-            cells.append(Cell(config, f"{len(cells)}", {"variant": name, "scenario": s.id,
-                                                        "outside": s in outside}))
-    start = time.perf_counter()
-    import tempfile
+def protocol_cell(scenario: Scenario, ref: dict, seeds: int, budgets: tuple[int, ...],
+                  algo_config: dict, meta: dict, name: str) -> Cell:
+    """RG trained on ``scenario`` for max(budgets) rounds x 16 games per seed, evaluated by the
+    protocol of its reference (games, rounds, burn-in) at each budget; no files kept."""
+    config = TrainConfig(scenario, algo="rg", seeds=tuple(range(seeds)), rounds=max(budgets),
+                         num_envs=16, eval_envs=ref["protocol"]["num_envs"],
+                         eval_rounds=ref["rounds"], eval_burn_in=ref["burn_in"],
+                         eval_budgets=budgets, algo_config=algo_config, checkpoint_every=0,
+                         save_checkpoint=False, tensorboard=False)
+    return Cell(config, name, {**meta, "scenario": scenario.id})
 
+
+def train_runs(engine: Engine, cells: list[Cell], refs: dict, desc: str) -> tuple[list, float]:
+    """Train the cells; (one record per cell, seed and budget: the cell's meta, the seed, the
+    budget, the fraction of the reference, whether the action head conditions and whether the
+    optimum's does; the wall seconds)."""
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        metrics = engine.train(cells, out, desc="rg network")
+        metrics = engine.train(cells, out, desc=desc)
     runs = []
     for cell, per_seed in zip(cells, metrics, strict=True):
         ref = refs[cell.meta["scenario"]]
@@ -102,9 +99,24 @@ def run(args) -> dict:
                              / ref["reference_payoff"],
                              "conditional": conditional(entry["policy"]),
                              "optimum_conditions": sensitive})
+    return runs, time.perf_counter() - start
+
+
+def run(args) -> dict:
+    engine = Engine(workers=args.workers, progress=not args.quiet)
+    outside = [Scenario.from_dict(d, source="outside") for d in OUTSIDE]
+    catalogue = [get_scenario("L6-v0")] if args.quick else discriminative_catalogue(engine)
+    everything = catalogue + (outside[:1] if args.quick else outside)
+    refs = engine.references([ReferenceRequest(s) for s in everything])
+    cells = []
+    for name, params in VARIANTS.items():
+        for s in everything:
+            cells.append(protocol_cell(s, refs[s.id], args.seeds, BUDGETS, params,
+                                       {"variant": name, "outside": s in outside},
+                                       str(len(cells))))
+    runs, seconds = train_runs(engine, cells, refs, "rg network")
     return {"runs": runs, "seeds": args.seeds, "scenarios": [s.id for s in catalogue],
-            "outside": [s.id for s in outside if s.id in refs],
-            "wall_seconds": time.perf_counter() - start}
+            "outside": [s.id for s in outside if s.id in refs], "wall_seconds": seconds}
 
 
 def table(result: dict, outside: bool) -> str:
@@ -139,26 +151,41 @@ def markdown(result: dict, command: str) -> str:
         table(result, outside=True)])
 
 
-def main() -> int:
+def cli(doc: str, script: str, block: tuple[str, str], run, markdown, quick_help: str,
+        add_arguments=None, command_options=None) -> int:
+    """The command line shared by the RG studies in this folder: ``--seeds`` (5), ``--workers``,
+    ``--quick``, ``--doc PAGE`` (the generated ``block`` of that page is refreshed), ``--quiet``
+    and whatever ``add_arguments(parser)`` adds; ``run(args)`` measures, ``markdown(result,
+    command)`` writes the block quoting the command (``command_options(args)`` adds the script's
+    own options to it)."""
     import torch
 
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="L6-v0 and one outside scenario")
-    parser.add_argument("--doc", help="Markdown page whose rg-network block is refreshed")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--doc", help="Markdown page whose generated block is refreshed")
     parser.add_argument("--quiet", action="store_true")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args()
     result = run(args)
-    command = "python benchmarks/rg_network.py" + (f" --doc {args.doc}" if args.doc else "") + \
-        (f" --seeds {args.seeds}" if args.seeds != 5 else "") + (" --quick" if args.quick else "")
+    command = f"python benchmarks/{script}" + (f" --doc {args.doc}" if args.doc else "") + \
+        (f" --seeds {args.seeds}" if args.seeds != 5 else "") + \
+        (" --quick" if args.quick else "") + \
+        (command_options(args) if command_options is not None else "")
     text = markdown(result, command)
     print(text)
     if args.doc:
-        write_block(args.doc, START, END, text)
+        write_block(args.doc, *block, text)
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
     return 0
+
+
+def main() -> int:
+    return cli(__doc__, "rg_network.py", (START, END), run, markdown,
+               "L6-v0 and one outside scenario")
 
 
 if __name__ == "__main__":

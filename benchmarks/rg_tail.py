@@ -17,22 +17,18 @@ smallest fraction of the reference over scenarios and seeds and the runs below 9
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from reciprocity.engine import Cell, Engine, ReferenceRequest
+from reciprocity.agents.rg import RGConfig
+from reciprocity.engine import Engine, ReferenceRequest
 from reciprocity.envs import get_scenario
-from reciprocity.report import write_block
-from reciprocity.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rg_network import discriminative_catalogue
+from rg_network import cli, discriminative_catalogue, protocol_cell, train_runs
 
 START, END = "<!-- rg-tail:start -->", "<!-- rg-tail:end -->"
 BUDGETS = (400, 1000)
@@ -47,7 +43,8 @@ def configurations(tuning_path: Path) -> dict[str, dict]:
     budgets: dict[int, list[str]] = {}
     for budget, index in tuning["selected"]["rg"]["tabular"].items():
         budgets.setdefault(index, []).append(budget)
-    out = {"RG's defaults (H = 50, Adam 0.1)": {}}
+    defaults = RGConfig()
+    out = {f"RG's defaults (H = {defaults.horizon}, Adam {defaults.lr})": {}}
     for index, chosen in sorted(budgets.items()):
         params = candidates[index]["params"]
         out[f"tuned for {', '.join(chosen)} rounds (H = {params['horizon']}, "
@@ -65,29 +62,12 @@ def run(args) -> dict:
     for name, params in variants.items():
         for tail in TAILS:
             for s in everything:
-                ref = refs[s.id]
-                config = TrainConfig(
-                    s, algo="rg", seeds=tuple(range(args.seeds)), rounds=max(BUDGETS),
-                    num_envs=16, eval_envs=ref["protocol"]["num_envs"],
-                    eval_rounds=ref["rounds"], eval_burn_in=ref["burn_in"],
-                    eval_budgets=BUDGETS, algo_config={**params, "tail_rounds": tail},
-                    checkpoint_every=0, save_checkpoint=False, tensorboard=False)
-                cells.append(Cell(config, f"{len(cells)}",
-                                  {"variant": name, "tail": tail, "scenario": s.id}))
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
-        metrics = engine.train(cells, out, desc="rg tail")
-    runs = []
-    for cell, per_seed in zip(cells, metrics, strict=True):
-        ref = refs[cell.meta["scenario"]]
-        for m in per_seed:
-            for entry in m["budgets"]:
-                runs.append({**cell.meta, "seed": m["seed"], "budget": entry["rounds"],
-                             "fraction": entry["per_interaction_payoff"]
-                             / ref["reference_payoff"]})
+                cells.append(protocol_cell(s, refs[s.id], args.seeds, BUDGETS,
+                                           {**params, "tail_rounds": tail},
+                                           {"variant": name, "tail": tail}, str(len(cells))))
+    runs, seconds = train_runs(engine, cells, refs, "rg tail")
     return {"runs": runs, "seeds": args.seeds, "variants": list(variants),
-            "scenarios": [s.id for s in everything],
-            "wall_seconds": time.perf_counter() - start}
+            "scenarios": [s.id for s in everything], "wall_seconds": seconds}
 
 
 def table(result: dict) -> str:
@@ -114,27 +94,14 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main() -> int:
-    import torch
+    def tuning_option(parser):
+        parser.add_argument("--tuning", default=str(TUNING),
+                            help="the tuning outcome whose selected configurations are compared")
 
-    torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tuning", default=str(TUNING),
-                        help="the tuning outcome whose selected configurations are compared")
-    parser.add_argument("--quick", action="store_true", help="low-benefit-v0 and L6-v0")
-    parser.add_argument("--doc", help="Markdown page whose rg-tail block is refreshed")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    result = run(args)
-    command = "python benchmarks/rg_tail.py" + (f" --doc {args.doc}" if args.doc else "") + \
-        (f" --seeds {args.seeds}" if args.seeds != 5 else "") + (" --quick" if args.quick else "")
-    text = markdown(result, command)
-    print(text)
-    if args.doc:
-        write_block(args.doc, START, END, text)
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
-    return 0
+    return cli(__doc__, "rg_tail.py", (START, END), run, markdown, "low-benefit-v0 and L6-v0",
+               add_arguments=tuning_option,
+               command_options=lambda args: "" if args.tuning == str(TUNING)
+               else f" --tuning {args.tuning}")
 
 
 if __name__ == "__main__":
